@@ -1,0 +1,3 @@
+"""The version of chkpt, recorded in every checkpoint it writes."""
+
+__version__ = "0.1.0"

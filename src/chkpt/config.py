@@ -1,0 +1,102 @@
+"""`Config`: what a run may load, what it may store, where, and how much it says."""
+
+from __future__ import annotations
+
+import os
+
+from .errors import ConfigError
+from .stage import Stage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, TypeAlias
+
+    StageSelection: TypeAlias = "bool | Iterable[Stage[..., Any] | str]"
+
+
+class Config:
+    """How to run a pipeline.
+
+    `load` and `store` are each True (every stage), False (none), or a sequence of Stages and/or stage names.
+    A stage is loaded only when `load` allows it and a valid checkpoint with its exact key exists. `dir` is the
+    checkpoint folder; None means the `CHKPT_DIR` environment variable, else `.chkpt` in the current directory,
+    looked up when the run starts. `verbose=False` silences the per-stage lines on stderr (they still go to the
+    `chkpt` logger).
+    """
+
+    __slots__ = ("dir", "load", "store", "verbose")
+
+    load: bool | frozenset[str]
+    store: bool | frozenset[str]
+    dir: str | os.PathLike[str] | None
+    verbose: bool
+
+    def __init__(
+        self,
+        load: StageSelection = False,
+        store: StageSelection = True,
+        dir: str | os.PathLike[str] | None = None,
+        verbose: bool = True,
+    ) -> None:
+        self.load = _selection("load", load)
+        self.store = _selection("store", store)
+        if dir is not None and not isinstance(dir, (str, os.PathLike)):
+            raise ConfigError(f"Config(dir=...) must be a path, got {type(dir).__name__}")
+        self.dir = dir
+        self.verbose = bool(verbose)
+
+    def directory(self) -> str:
+        """The checkpoint folder this config means now."""
+        if self.dir is not None:
+            return os.fspath(self.dir)
+        return os.environ.get("CHKPT_DIR") or ".chkpt"
+
+    def may_load(self, stage_name: str) -> bool:
+        return self.load if isinstance(self.load, bool) else stage_name in self.load
+
+    def may_store(self, stage_name: str) -> bool:
+        return self.store if isinstance(self.store, bool) else stage_name in self.store
+
+    def check_names(self, known: Iterable[str]) -> None:
+        """Raise ConfigError if `load` or `store` names a stage that is not in the pipeline: a typo would
+        otherwise silently recompute (or not store) that stage."""
+        names = set(known)
+        for field in ("load", "store"):
+            selection = getattr(self, field)
+            if isinstance(selection, frozenset):
+                unknown = sorted(selection - names)
+                if unknown:
+                    raise ConfigError(
+                        f"Config({field}=...) names {unknown}, which {'is' if len(unknown) == 1 else 'are'} not "
+                        f"a stage of this pipeline; its stages are {sorted(names)}"
+                    )
+
+    def __repr__(self) -> str:
+        def show(selection: bool | frozenset[str]) -> str:
+            return repr(selection) if isinstance(selection, bool) else repr(sorted(selection))
+
+        return f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose})"
+
+
+def _selection(field: str, value: object) -> bool | frozenset[str]:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, (str, Stage)):
+        raise ConfigError(f"Config({field}=...) takes True, False or a list of stages; wrap one stage: [{value!r}]")
+    try:
+        items = iter(value)  # type: ignore[call-overload]
+    except TypeError:
+        raise ConfigError(
+            f"Config({field}=...) takes True, False or a list of stages, got {type(value).__name__}"
+        ) from None
+    names = set()
+    for item in items:
+        if isinstance(item, Stage):
+            names.add(item.name)
+        elif isinstance(item, str):
+            names.add(item)
+        else:
+            hint = " (decorate it with @chkpt.Stage.wrap())" if callable(item) else ""
+            raise ConfigError(f"Config({field}=...) takes Stages or stage names, got {item!r}{hint}")
+    return frozenset(names)

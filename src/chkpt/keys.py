@@ -1,0 +1,416 @@
+"""Keys: what makes a stored result the right one to load.
+
+A node's key is a hash of the stage's identity (module and name), its code fingerprint or pinned version, its
+bound parameters and default argument values, its format, and the keys of its inputs (constants by their
+canonical digest). Data is never hashed, so planning costs the same for a 1 GB array as for a number.
+
+The code fingerprint is the function's source, parsed with `ast` and printed back without docstrings, comments
+or formatting, together with the fingerprints of the user's own functions and classes that it refers to
+(recursively), the values of the simple constants it reads, and the version of each installed package it uses.
+The parsing is cached per code object and each module file is parsed once per process; what a name refers to is
+looked up again at every plan, so a constant or helper redefined in a notebook cell changes the key.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import sys
+import types
+
+from . import canonical
+from .stage import Stage
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable
+    from typing import Any
+
+KEY_PREFIX = b"chkpt/1"
+
+
+def node_key(stage_digest: bytes, input_parts: Iterable[bytes]) -> str:
+    """The key of a node: its stage's digest and, in order, its inputs' keys or constant digests."""
+    h = hashlib.sha256(stage_digest)
+    for part in input_parts:
+        h.update(part)
+    return h.hexdigest()[:32]
+
+
+class Fingerprints:
+    """Stage digests for one plan.
+
+    Resolving what a function's names refer to is remembered for the lifetime of this object only, so one plan
+    sees one consistent state of the user's modules and the next plan sees their current state.
+    """
+
+    def __init__(self) -> None:
+        self._functions: dict[int, bytes] = {}
+        self._stages: dict[int, bytes] = {}
+
+    def stage_digest(self, stage: Stage[..., Any], codec: str) -> bytes:
+        """Everything in a stage's key except its inputs."""
+        cached = self._stages.get(id(stage))
+        if cached is not None:
+            return cached
+        func: Any = stage.func
+        module = getattr(func, "__module__", None) or type(func).__module__
+        # The fingerprint covers the defaults; a pinned version stands for the code only, not for them.
+        code_part = (
+            b"version:" + canonical.digest(stage.version) + _defaults_digest(func)
+            if stage.version is not None
+            else b"code:" + self.function(func)
+        )
+        # repr of a tuple of strings is canonical and far cheaper than the general encoding.
+        identity = repr((module_identity(module), stage.name, codec)).encode("utf-8", "surrogatepass")
+        digest = hashlib.sha256(b"\0".join([KEY_PREFIX, identity, code_part, stage.params_digest()])).digest()
+        self._stages[id(stage)] = digest
+        return digest
+
+    def function(self, func: Callable[..., Any]) -> bytes:
+        """The code fingerprint of `func` and of the user's code it refers to."""
+        cached = self._functions.get(id(func))
+        if cached is None:
+            cached = self._functions[id(func)] = _fingerprint(func)
+        return cached
+
+
+def _fingerprint(root: Callable[..., Any]) -> bytes:
+    h = hashlib.sha256()
+    pending: list[Any] = [root]
+    done: set[int] = set()
+    while pending:
+        obj = pending.pop()
+        if id(obj) in done:
+            continue
+        done.add(id(obj))
+        if isinstance(obj, type):
+            h.update(b"class:" + _class_source(obj))
+            pending.extend(v for v in vars(obj).values() if isinstance(v, types.FunctionType))
+            continue
+        func = _as_function(obj)
+        if func is None:
+            # A callable object (a partial, an instance with __call__): its type's code stands for it.
+            h.update(b"callable:" + _reference(type(obj), pending))
+            continue
+        code = func.__code__
+        h.update(b"function:" + _own_digest(code, func.__globals__))
+        h.update(_defaults_digest(func))
+        wrapped = getattr(func, "__wrapped__", None)
+        if wrapped is not None:
+            pending.append(wrapped)
+        for cell in func.__closure__ or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:
+                continue
+            h.update(b"closure:" + _reference(value, pending))
+        for name in _global_names(code):
+            if name in func.__globals__:
+                value = func.__globals__[name]
+                h.update(b"global:" + name.encode() + b"=" + _reference(value, pending, names=_global_names(code)))
+    return h.digest()
+
+
+def _as_function(obj: Any) -> types.FunctionType | None:
+    if isinstance(obj, types.FunctionType):
+        return obj
+    if isinstance(obj, types.MethodType) and isinstance(obj.__func__, types.FunctionType):
+        return obj.__func__
+    return None
+
+
+def _reference(value: Any, pending: list[Any], names: tuple[str, ...] = ()) -> bytes:
+    """What a name a function reads contributes to its fingerprint; user functions and classes are queued."""
+    if isinstance(value, Stage):
+        if value.version is not None:
+            return b"stage-version:" + canonical.digest(value.version)
+        value = value.func
+    if canonical.is_simple(value):
+        return b"value:" + canonical.digest(value)
+    if isinstance(value, types.ModuleType):
+        if module_origin(value.__name__) != "user":
+            return b"module:" + _package_version(value.__name__)
+        # `helpers.clean(x)` reads `helpers` as a global and `clean` as an attribute: follow the attributes
+        # this code names, one level deep.
+        parts = [b"user-module:" + value.__name__.encode()]
+        for name in names:
+            attr = getattr(value, name, None)
+            if attr is not None and not isinstance(attr, types.ModuleType):
+                parts.append(name.encode() + b"=" + _reference(attr, pending))
+        return b";".join(parts)
+    if isinstance(value, (types.FunctionType, types.MethodType, type)):
+        module = getattr(value, "__module__", None) or ""
+        if module_origin(module) == "user":
+            pending.append(value)
+            return b"user:" + _qualified_name(value).encode()
+        return b"package:" + _qualified_name(value).encode() + b"@" + _package_version(module)
+    return b"object:" + _qualified_name(type(value)).encode()
+
+
+def _qualified_name(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _defaults_digest(func: Any) -> bytes:
+    """Default argument values, each by its canonical digest where it has one, else by its type's name (the
+    expression that made it is part of the source fingerprint)."""
+    func = _as_function(func) or func
+    values = list(getattr(func, "__defaults__", None) or ())
+    values.extend(sorted((getattr(func, "__kwdefaults__", None) or {}).items()))
+    parts = []
+    for value in values:
+        try:
+            parts.append(canonical.digest(value))
+        except canonical.Unhashable:
+            parts.append(_qualified_name(type(value)).encode())
+    return hashlib.sha256(b"".join(parts)).digest()
+
+
+_global_names_cache: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
+
+
+def _global_names(code: types.CodeType) -> tuple[str, ...]:
+    """The names a code object and the code nested in it (lambdas, comprehensions, inner functions) read."""
+    cached = _global_names_cache.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    names: dict[str, None] = {}
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        names.update(dict.fromkeys(current.co_names))
+        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    result = tuple(names)
+    _global_names_cache[id(code)] = (code, result)
+    return result
+
+
+# --- the function's own source ----------------------------------------------------------------------------
+
+_own_digests: dict[int, tuple[types.CodeType, bytes]] = {}
+_module_index: dict[str, dict[tuple[int, str], list[Any]] | None] = {}
+_class_index: dict[str, dict[str, list[Any]]] = {}
+
+
+def _own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
+    """The digest of one function's normalized source, or of its code object where there is no source."""
+    cached = _own_digests.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    source = _function_source(code, module_globals)
+    digest = (
+        hashlib.sha256(b"source:" + source.encode("utf-8", "surrogatepass")).digest()
+        if source is not None
+        else _code_object_digest(code)
+    )
+    _own_digests[id(code)] = (code, digest)
+    return digest
+
+
+def _function_source(code: types.CodeType, module_globals: dict[str, Any]) -> str | None:
+    index = _index_module(code.co_filename, module_globals)
+    if index is None:
+        return None
+    candidates = index.get((code.co_firstlineno, code.co_name), [])
+    if len(candidates) != 1:
+        # Several lambdas on one line, or a file edited since it was imported: the source cannot be matched
+        # to this code object with certainty, so the code object speaks for itself.
+        return None
+    return _unparse_without_decorators(candidates[0])
+
+
+def _index_module(filename: str, module_globals: dict[str, Any]) -> dict[tuple[int, str], list[Any]] | None:
+    if filename in _module_index:
+        return _module_index[filename]
+    import linecache
+
+    index: dict[tuple[int, str], list[Any]] | None = None
+    lines = linecache.getlines(filename, module_globals)
+    if lines:
+        try:
+            tree = ast.parse("".join(lines))
+        except (SyntaxError, ValueError):
+            tree = None
+        if tree is not None:
+            index = {}
+            classes: dict[str, list[Any]] = {}
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                    _strip_docstring(node)
+                    decorators = getattr(node, "decorator_list", [])
+                    first = min([node.lineno, *(d.lineno for d in decorators)])
+                    name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
+                    index.setdefault((first, name), []).append(node)
+                    if isinstance(node, ast.ClassDef):
+                        classes.setdefault(node.name, []).append(node)
+            _class_index[filename] = classes
+    _module_index[filename] = index
+    return index
+
+
+def _strip_docstring(node: Any) -> None:
+
+    body = getattr(node, "body", None)
+    if (
+        isinstance(body, list)
+        and body
+        and isinstance(body[0], ast.Expr)
+        and isinstance(body[0].value, ast.Constant)
+        and isinstance(body[0].value.value, str)
+    ):
+        node.body = body[1:] or [ast.Pass()]
+
+
+def _unparse_without_decorators(node: Any) -> str:
+
+    decorators = getattr(node, "decorator_list", None)
+    if decorators:
+        node.decorator_list = []
+        try:
+            return ast.unparse(node)
+        finally:
+            node.decorator_list = decorators
+    return ast.unparse(node)
+
+
+def _class_source(cls: type) -> bytes:
+    module = sys.modules.get(cls.__module__)
+    filename = getattr(module, "__file__", None)
+    if filename and _index_module(filename, vars(module)) is not None:
+        candidates = _class_index.get(filename, {}).get(cls.__name__, [])
+        if len(candidates) == 1:
+            return _unparse_without_decorators(candidates[0]).encode("utf-8", "surrogatepass")
+    return _qualified_name(cls).encode()
+
+
+def _code_object_digest(code: types.CodeType) -> bytes:
+    h = hashlib.sha256(b"code:")
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        h.update(current.co_code)
+        h.update(repr((current.co_names, current.co_varnames, current.co_argcount)).encode())
+        for const in current.co_consts:
+            if isinstance(const, types.CodeType):
+                pending.append(const)
+            else:
+                h.update(repr(const).encode())
+    return h.digest()
+
+
+# --- where code comes from ----------------------------------------------------------------------------------
+
+_origins: dict[str, str] = {}
+_versions: dict[str, bytes] = {}
+
+
+def module_origin(module_name: str) -> str:
+    """'user' for the user's own code (anything outside the standard library and site-packages, including
+    `__main__`, notebooks and the REPL), 'stdlib', or 'package' for an installed package (chkpt included)."""
+    origin = _origins.get(module_name)
+    if origin is not None:
+        return origin
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    top = module_name.partition(".")[0]
+    if top == "chkpt":
+        origin = "package"
+    elif module_name == "__main__":
+        origin = "user"
+    elif filename:
+        origin = _origin_of_path(filename)
+    elif top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        origin = "stdlib"
+    else:
+        # A module made at run time (exec, a notebook's helper) or no longer imported: treat it as the
+        # user's, so that its code is fingerprinted rather than trusted.
+        origin = "user"
+    _origins[module_name] = origin
+    return origin
+
+
+def _origin_of_path(filename: str) -> str:
+    import os
+
+    path = os.path.realpath(filename)
+    site, stdlib = _library_paths()
+    if any(path.startswith(prefix) for prefix in site):
+        return "package"
+    if any(path.startswith(prefix) for prefix in stdlib):
+        return "stdlib"
+    return "user"
+
+
+_paths: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+
+def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not _paths:
+        import os
+        import site
+        import sysconfig
+
+        def real(paths: Iterable[str]) -> tuple[str, ...]:
+            return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+
+        scheme = sysconfig.get_paths()
+        site_paths = [scheme.get("purelib", ""), scheme.get("platlib", "")]
+        site_paths += getattr(site, "getsitepackages", list)()
+        user_site = getattr(site, "getusersitepackages", lambda: "")()
+        site_paths.append(user_site if isinstance(user_site, str) else "")
+        _paths.append((real(site_paths), real([scheme.get("stdlib", ""), scheme.get("platstdlib", "")])))
+    return _paths[0]
+
+
+def _package_version(module_name: str) -> bytes:
+    """An installed package's version string stands for its code; the standard library has none."""
+    top = module_name.partition(".")[0]
+    version = _versions.get(top)
+    if version is None:
+        if module_origin(module_name) == "stdlib":
+            version = b"stdlib"
+        else:
+            found = getattr(sys.modules.get(top), "__version__", None)
+            if not isinstance(found, str):
+                found = _distribution_version(top)
+            version = f"{top}=={found}".encode()
+        _versions[top] = version
+    return version
+
+
+def _distribution_version(top: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(top)
+    except (metadata.PackageNotFoundError, ValueError):
+        return "unknown"
+
+
+def module_identity(module_name: str) -> str:
+    """The name a stage's module has whichever way it was started: `python file.py` gives `__main__`, but the
+    stage's identity is the module name an import of that file would give."""
+    if module_name != "__main__":
+        return module_name
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name: str = spec.name
+        return name.removesuffix(".__main__")
+    filename = getattr(main, "__file__", None)
+    return module_name_for_file(filename) if filename else "__main__"
+
+
+def module_name_for_file(filename: str) -> str:
+    """The dotted name an import of this file gives: its stem, inside the packages (folders with
+    __init__.py) that contain it."""
+    import os
+
+    path = os.path.realpath(filename)
+    folder, base = os.path.split(path)
+    parts = [os.path.splitext(base)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.append(package)
+    return ".".join(reversed(parts))

@@ -1,0 +1,138 @@
+"""Planning: every node's key, and for each one whether a run loads it, computes it or does not need it.
+
+Keys are computed bottom-up in one iterative walk, before any stage runs, so a source file edited during a long
+run cannot have its new code recorded against a result of the old code. Nodes with equal keys are one step: a
+stage given the same inputs in several places runs once. Decisions are made top-down from the target: a node
+that can be loaded is loaded, and then nothing above it is needed.
+"""
+
+from __future__ import annotations
+
+from .codecs import JSON
+from .keys import Fingerprints, node_key
+from .pipeline import Constant, Pipeline
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Collection
+    from typing import Any
+
+    from .config import Config
+    from .stage import Stage
+    from .store import LocalStore
+
+
+class Step:
+    """One distinct node of the graph and what a run does with it.
+
+    `number` is its place in the plan. `action` is "compute", "load", "reuse" (a value this run already holds)
+    or "skip" (not needed, because everything that uses it is loaded). `inputs` are the numbers of the input
+    steps, or Constants. `store` says whether a computed value is stored.
+    """
+
+    __slots__ = ("action", "inputs", "key", "number", "reason", "stage", "store")
+
+    def __init__(
+        self,
+        number: int,
+        stage: Stage[..., Any],
+        key: str,
+        inputs: tuple[int | Constant, ...],
+        action: str,
+        reason: str,
+        store: bool,
+    ) -> None:
+        self.number = number
+        self.stage = stage
+        self.key = key
+        self.inputs = inputs
+        self.action = action
+        self.reason = reason
+        self.store = store
+
+    def __repr__(self) -> str:
+        return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
+
+
+class Plan:
+    """The steps in an order where every step comes after its inputs; the last one is the target."""
+
+    __slots__ = ("steps",)
+
+    def __init__(self, steps: list[Step]) -> None:
+        self.steps = steps
+
+    @property
+    def target(self) -> Step:
+        return self.steps[-1]
+
+
+def make_plan(
+    pipeline: Pipeline[Any],
+    config: Config,
+    store: LocalStore | None,
+    *,
+    damaged: Collection[str] = (),
+    available: Collection[str] = (),
+) -> Plan:
+    """Plan a run of `pipeline`. Keys in `damaged` are not loaded; keys in `available` are reused."""
+    nodes = pipeline.nodes()
+    config.check_names({node.stage.name for node in nodes})
+    fingerprints = Fingerprints()
+    codec = JSON.name
+    step_of_node: dict[int, int] = {}
+    step_of_key: dict[str, int] = {}
+    keys: list[str] = []
+    stages: list[Stage[..., Any]] = []
+    inputs: list[tuple[int | Constant, ...]] = []
+    for node in nodes:
+        node_inputs = tuple(step_of_node[id(item)] if isinstance(item, Pipeline) else item for item in node.inputs)
+        key = node_key(
+            fingerprints.stage_digest(node.stage, codec),
+            (b"K" + keys[i].encode() if isinstance(i, int) else b"C" + i.digest for i in node_inputs),
+        )
+        index = step_of_key.get(key)
+        if index is None:
+            index = step_of_key[key] = len(keys)
+            keys.append(key)
+            stages.append(node.stage)
+            inputs.append(node_inputs)
+        step_of_node[id(node)] = index
+
+    target = step_of_node[id(pipeline)]
+    needed = [False] * len(keys)
+    needed[target] = True
+    decisions: list[tuple[str, str]] = [("skip", "not needed: everything that uses it is loaded")] * len(keys)
+    for index in range(len(keys) - 1, -1, -1):
+        if not needed[index]:
+            continue
+        action, reason = _decide(stages[index].name, keys[index], config, store, damaged, available)
+        decisions[index] = (action, reason)
+        if action == "compute":
+            for item in inputs[index]:
+                if isinstance(item, int):
+                    needed[item] = True
+    steps = [
+        Step(i, stages[i], keys[i], inputs[i], *decisions[i], config.may_store(stages[i].name))
+        for i in range(len(keys))
+    ]
+    return Plan(steps)
+
+
+def _decide(
+    name: str,
+    key: str,
+    config: Config,
+    store: LocalStore | None,
+    damaged: Collection[str],
+    available: Collection[str],
+) -> tuple[str, str]:
+    if key in available:
+        return "reuse", "computed earlier in this run"
+    if not config.may_load(name):
+        return "compute", "loading is off" if config.load is False else "not in the load list"
+    if key in damaged:
+        return "compute", "checkpoint damaged"
+    if store is not None and store.exists(name, key, JSON.extension):
+        return "load", "checkpoint found"
+    return "compute", "no checkpoint"

@@ -1,0 +1,210 @@
+"""Running a plan: compute or load each step once its inputs are ready, store what may be stored, and keep a
+record of every step.
+
+A stage's exception reaches the caller as itself, with a note naming the stage; whatever finished before it is
+already stored, so a rerun with `load=True` resumes there. A checkpoint that turns out to be damaged when it is
+read is reported, left out, and the run is planned again from what it already holds.
+"""
+
+from __future__ import annotations
+
+import graphlib
+import sys
+import time
+import warnings
+
+from ._version import __version__
+from .codecs import JSON
+from .config import Config
+from .errors import ChkptWarning, SerializationError, StoreError
+from .plan import Plan, Step, make_plan
+from .records import Run, StageRecord
+from .store import Damaged, LocalStore
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import logging
+    from typing import Any, TypeVar
+
+    from .pipeline import Pipeline
+
+    R = TypeVar("R")
+
+
+def open_store(config: Config) -> LocalStore | None:
+    """The store a run with `config` uses, checked for writing before anything runs; None if it uses none."""
+    if config.load is False and config.store is False:
+        return None
+    store = LocalStore(config.directory())
+    if config.store is not False:
+        store.ensure_writable()
+    return store
+
+
+def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
+    """Run `pipeline` with `config` (default `Config()`) and return the value with a record of every stage."""
+    config = config or Config()
+    store = open_store(config)
+    runner = _Runner(config, store)
+    damaged: set[str] = set()
+    while True:
+        plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
+        try:
+            value = runner.execute(plan)
+        except _Replan as replan:
+            damaged.add(replan.key)
+            continue
+        return Run(value, runner.records)
+
+
+class _Replan(Exception):
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
+class _Runner:
+    """Executes plans in this process, one step at a time, in dependency order."""
+
+    def __init__(self, config: Config, store: LocalStore | None) -> None:
+        self.config = config
+        self.store = store
+        self.values: dict[str, Any] = {}
+        self.records: list[StageRecord] = []
+        self.logger = _logger()
+
+    def execute(self, plan: Plan) -> Any:
+        steps = plan.steps
+        target = plan.target
+        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+        consumers = [0] * len(steps)
+        for step in steps:
+            if step.action == "skip":
+                continue
+            if step.action == "compute":
+                predecessors = [i for i in step.inputs if isinstance(i, int)]
+                for i in predecessors:
+                    consumers[i] += 1
+                sorter.add(step.number, *predecessors)
+            else:
+                sorter.add(step.number)
+        sorter.prepare()
+        total = sum(step.action == "compute" for step in steps)
+        position = 0
+        while sorter.is_active():
+            for index in sorter.get_ready():
+                step = steps[index]
+                if step.action == "compute":
+                    position += 1
+                    self._compute(step, steps, f"step {position} of {total} to compute for '{target.stage.name}'")
+                    for item in step.inputs:
+                        if isinstance(item, int):
+                            consumers[item] -= 1
+                            if consumers[item] == 0 and item != target.number:
+                                # Let go of intermediate values as soon as the last stage that reads them ran.
+                                self.values.pop(steps[item].key, None)
+                elif step.action == "load":
+                    self._load(step)
+                sorter.done(index)
+        return self.values[target.key]
+
+    def _load(self, step: Step) -> None:
+        assert self.store is not None
+        name = step.stage.name
+        started = time.perf_counter()
+        try:
+            _, payload = self.store.read(name, step.key, JSON.extension)
+            value = JSON.decode(payload)
+        except FileNotFoundError:
+            reason = "it disappeared after the run was planned"
+            self._report_damage(step, reason)
+            raise _Replan(step.key) from None
+        except (Damaged, ValueError) as exc:
+            self._report_damage(step, str(exc) if isinstance(exc, Damaged) else f"its value does not decode: {exc}")
+            raise _Replan(step.key) from None
+        self.values[step.key] = value
+        self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, len(payload)))
+
+    def _report_damage(self, step: Step, reason: str) -> None:
+        assert self.store is not None
+        path = self.store.path(step.stage.name, step.key, JSON.extension)
+        message = f"checkpoint {path} of stage '{step.stage.name}' cannot be loaded: {reason}; recomputing it"
+        if self.logger is not None:
+            self.logger.warning(message)
+        warnings.warn(message, ChkptWarning, stacklevel=2)
+
+    def _compute(self, step: Step, steps: list[Step], place: str) -> None:
+        stage = step.stage
+        args = tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
+        started = time.perf_counter()
+        try:
+            value = stage.call_with_inputs(args)
+        except BaseException as exc:
+            _add_note(exc, f"chkpt: raised by stage '{stage.name}' ({place}, key {step.key[:12]})")
+            raise
+        seconds = time.perf_counter() - started
+        self.values[step.key] = value
+        if not step.store or self.store is None:
+            self._record(StageRecord(stage.name, step.key, "computed", seconds, None))
+            return
+        try:
+            payload = JSON.encode(value)
+        except SerializationError as exc:
+            raise SerializationError(f"stage '{stage.name}': {exc}; return a JSON-compatible value") from None
+        record = {
+            "chkpt_version": __version__,
+            "stage": stage.name,
+            "module": getattr(stage.func, "__module__", None),
+            "codec": JSON.name,
+            "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "seconds": round(seconds, 6),
+        }
+        try:
+            size = self.store.write(stage.name, step.key, JSON.extension, payload, record)
+        except StoreError as exc:
+            raise StoreError(f"stage '{stage.name}': {exc}") from None
+        self._record(StageRecord(stage.name, step.key, "stored", seconds, size))
+
+    def _record(self, record: StageRecord) -> None:
+        self.records.append(record)
+        message = _describe(record)
+        if self.logger is not None:
+            self.logger.info(message)
+        if self.config.verbose:
+            print(f"chkpt: {message}", file=sys.stderr)
+
+
+def _describe(record: StageRecord) -> str:
+    if record.outcome == "loaded":
+        return f"{record.name} loaded {_size(record.bytes)} in {record.seconds:.3f} s"
+    if record.outcome == "stored":
+        return f"{record.name} computed in {record.seconds:.3f} s, stored {_size(record.bytes)}"
+    return f"{record.name} computed in {record.seconds:.3f} s (not stored)"
+
+
+def _size(n: int | None) -> str:
+    value = float(n or 0)
+    for unit in ("B", "kB", "MB", "GB"):
+        if value < 1000 or unit == "GB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:
+        # Python 3.10 has no add_note; the note is kept where 3.11's traceback printing would look for it.
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
+
+
+def _logger() -> logging.Logger | None:
+    """The `chkpt` logger, if the program uses logging at all.
+
+    Importing logging costs a few milliseconds, paid on every run of a short pipeline. A program that never
+    imported it has no handler that could receive a record, so nothing is lost by not importing it for them.
+    """
+    logging = sys.modules.get("logging")
+    return None if logging is None else logging.getLogger("chkpt")
