@@ -17,4 +17,4 @@ class Generic:
         return cls
 
 
-P = R = R2 = None
+P = P2 = R = R2 = None

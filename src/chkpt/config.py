@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from .errors import ConfigError
+from .pipeline import Pipeline
 from .stage import Stage
 
 TYPE_CHECKING = False
@@ -82,7 +83,7 @@ class Config:
 def _selection(field: str, value: object) -> bool | frozenset[str]:
     if isinstance(value, bool):
         return value
-    if isinstance(value, (str, Stage)):
+    if isinstance(value, (str, bytes, Stage)):
         raise ConfigError(f"Config({field}=...) takes True, False or a list of stages; wrap one stage: [{value!r}]")
     try:
         items = iter(value)  # type: ignore[call-overload]
@@ -97,6 +98,10 @@ def _selection(field: str, value: object) -> bool | frozenset[str]:
         elif isinstance(item, str):
             names.add(item)
         else:
-            hint = " (decorate it with @chkpt.Stage.wrap())" if callable(item) else ""
+            hint = ""
+            if isinstance(item, Pipeline):
+                hint = " (a Pipeline: list its stages instead, e.g. pipeline.stages())"
+            elif callable(item):
+                hint = " (decorate it with @chkpt.Stage.wrap())"
             raise ConfigError(f"Config({field}=...) takes Stages or stage names, got {item!r}{hint}")
     return frozenset(names)

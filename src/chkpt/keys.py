@@ -14,11 +14,13 @@ looked up again at every plan, so a constant or helper redefined in a notebook c
 from __future__ import annotations
 
 import ast
+import functools
 import hashlib
 import sys
 import types
 
 from . import canonical
+from .errors import PipelineError
 from .stage import Stage
 
 TYPE_CHECKING = False
@@ -59,13 +61,22 @@ class Fingerprints:
         code_part = (
             b"version:" + canonical.digest(stage.version) + _defaults_digest(func)
             if stage.version is not None
-            else b"code:" + self.function(func)
+            else b"code:" + self._code(stage)
         )
         # repr of a tuple of strings is canonical and far cheaper than the general encoding.
         identity = repr((module_identity(module), stage.name, codec)).encode("utf-8", "surrogatepass")
         digest = hashlib.sha256(b"\0".join([KEY_PREFIX, identity, code_part, stage.params_digest()])).digest()
         self._stages[id(stage)] = digest
         return digest
+
+    def _code(self, stage: Stage[..., Any]) -> bytes:
+        try:
+            return self.function(stage.func)
+        except canonical.Unhashable as exc:
+            raise PipelineError(
+                f"stage '{stage.name}' is a {type(stage.func).__name__} whose arguments or attributes cannot be "
+                f"part of a key ({exc}); make it a plain function, or pin its code with Stage.wrap(version=...)"
+            ) from None
 
     def function(self, func: Callable[..., Any]) -> bytes:
         """The code fingerprint of `func` and of the user's code it refers to."""
@@ -78,6 +89,16 @@ class Fingerprints:
 def _fingerprint(root: Callable[..., Any]) -> bytes:
     h = hashlib.sha256()
     pending: list[Any] = [root]
+    if isinstance(root, functools.partial):
+        # A partial is its function plus the arguments it fixes.
+        h.update(b"partial:" + canonical.digest((root.args, root.keywords)))
+        pending = [root.func]
+    elif isinstance(root, types.MethodType):
+        h.update(b"self:" + _state_digest(root.__self__))
+    elif not isinstance(root, (types.FunctionType, type)):
+        # A callable object: its class's code, and its attributes, which its __call__ may read.
+        h.update(b"self:" + _state_digest(root))
+        pending = [type(root)]
     done: set[int] = set()
     while pending:
         obj = pending.pop()
@@ -110,6 +131,17 @@ def _fingerprint(root: Callable[..., Any]) -> bytes:
                 value = func.__globals__[name]
                 h.update(b"global:" + name.encode() + b"=" + _reference(value, pending, names=_global_names(code)))
     return h.digest()
+
+
+def _state_digest(obj: Any) -> bytes:
+    """The canonical digest of an object's attributes (none for a class or a module); raises Unhashable."""
+    if isinstance(obj, (type, types.ModuleType)):
+        return b""
+    state = dict(getattr(obj, "__dict__", {}))
+    for name in getattr(type(obj), "__slots__", ()):
+        if hasattr(obj, name):
+            state[name] = getattr(obj, name)
+    return canonical.digest(state)
 
 
 def _as_function(obj: Any) -> types.FunctionType | None:
@@ -189,8 +221,6 @@ def _global_names(code: types.CodeType) -> tuple[str, ...]:
 # --- the function's own source ----------------------------------------------------------------------------
 
 _own_digests: dict[int, tuple[types.CodeType, bytes]] = {}
-_module_index: dict[str, dict[tuple[int, str], list[Any]] | None] = {}
-_class_index: dict[str, dict[str, list[Any]]] = {}
 
 
 def _own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
@@ -198,7 +228,8 @@ def _own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
     cached = _own_digests.get(id(code))
     if cached is not None and cached[0] is code:
         return cached[1]
-    source = _function_source(code, module_globals)
+    module = _module_source(code.co_filename, module_globals)
+    source = module.function_source(code) if module is not None else None
     digest = (
         hashlib.sha256(b"source:" + source.encode("utf-8", "surrogatepass")).digest()
         if source is not None
@@ -208,45 +239,112 @@ def _own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
     return digest
 
 
-def _function_source(code: types.CodeType, module_globals: dict[str, Any]) -> str | None:
-    index = _index_module(code.co_filename, module_globals)
-    if index is None:
-        return None
-    candidates = index.get((code.co_firstlineno, code.co_name), [])
-    if len(candidates) != 1:
-        # Several lambdas on one line, or a file edited since it was imported: the source cannot be matched
-        # to this code object with certainty, so the code object speaks for itself.
-        return None
-    return _unparse_without_decorators(candidates[0])
+class _ModuleSource:
+    """One version of a source file: its function and class definitions, indexed by where they start.
+
+    When the file may have been edited after this process imported it, `verify` compiles the file, so that a
+    function's source is used only if it compiles to the code object that actually runs.
+    """
+
+    def __init__(self, tree: ast.Module, compiled: types.CodeType | None) -> None:
+        self.definitions: dict[tuple[int, str], list[Any]] = {}
+        self.classes: dict[str, list[Any]] = {}
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+                _strip_docstring(node)
+                decorators = getattr(node, "decorator_list", [])
+                first = min([node.lineno, *(d.lineno for d in decorators)])
+                name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
+                self.definitions.setdefault((first, name), []).append(node)
+                if isinstance(node, ast.ClassDef):
+                    self.classes.setdefault(node.name, []).append(node)
+        self.compiled: dict[tuple[int, str], list[bytes]] | None = None
+        if compiled is not None:
+            self.compiled = {}
+            pending = [compiled]
+            while pending:
+                current = pending.pop()
+                where = (current.co_firstlineno, current.co_name)
+                self.compiled.setdefault(where, []).append(_code_signature(current))
+                pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+
+    def function_source(self, code: types.CodeType) -> str | None:
+        where = (code.co_firstlineno, code.co_name)
+        candidates = self.definitions.get(where, [])
+        if len(candidates) != 1:
+            # Several lambdas on one line, or a definition that moved: the source cannot be matched to this
+            # code object with certainty, so the code object speaks for itself.
+            return None
+        if self.compiled is not None and _code_signature(code) not in self.compiled.get(where, []):
+            return None
+        return _unparse_without_decorators(candidates[0])
+
+    def class_source(self, name: str) -> str | None:
+        candidates = self.classes.get(name, [])
+        return _unparse_without_decorators(candidates[0]) if len(candidates) == 1 else None
 
 
-def _index_module(filename: str, module_globals: dict[str, Any]) -> dict[tuple[int, str], list[Any]] | None:
-    if filename in _module_index:
-        return _module_index[filename]
-    import linecache
+_sources: dict[str, tuple[tuple[int, int] | None, _ModuleSource | None]] = {}
 
-    index: dict[tuple[int, str], list[Any]] | None = None
-    lines = linecache.getlines(filename, module_globals)
-    if lines:
+
+def _module_source(filename: str, module_globals: dict[str, Any]) -> _ModuleSource | None:
+    """The parsed source of a module file, parsed once per version of the file (its mtime and size)."""
+    import os
+
+    try:
+        status = os.stat(filename)
+        stamp: tuple[int, int] | None = (status.st_mtime_ns, status.st_size)
+    except OSError:
+        stamp = None
+    cached = _sources.get(filename)
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    source: _ModuleSource | None = None
+    try:
+        if stamp is not None:
+            with open(filename, "rb") as file:
+                text: str | bytes = file.read()
+        else:
+            # Not a file: a notebook cell or the REPL, whose source linecache holds.
+            import linecache
+
+            text = "".join(linecache.getlines(filename, module_globals))
+        if text:
+            tree = ast.parse(text, filename)
+            edited_since_start = stamp is not None and stamp[0] / 1e9 > _process_start() - 2
+            compiled = compile(text, filename, "exec", dont_inherit=True) if edited_since_start else None
+            source = _ModuleSource(tree, compiled)
+    except (OSError, SyntaxError, ValueError):
+        source = None
+    _sources[filename] = (stamp, source)
+    return source
+
+
+def _code_signature(code: types.CodeType) -> bytes:
+    """What two compilations of the same source share: instructions, names and plain constants."""
+    constants = tuple(repr(c) for c in code.co_consts if not isinstance(c, types.CodeType))
+    return code.co_code + repr((code.co_names, code.co_varnames, constants)).encode()
+
+
+_started: list[float] = []
+
+
+def _process_start() -> float:
+    """When this process started (from /proc on Linux; elsewhere, when chkpt was first asked), in epoch
+    seconds. A module file not modified since then is the file this process imported."""
+    if not _started:
+        import os
+        import time
+
         try:
-            tree = ast.parse("".join(lines))
-        except (SyntaxError, ValueError):
-            tree = None
-        if tree is not None:
-            index = {}
-            classes: dict[str, list[Any]] = {}
-            for node in ast.walk(tree):
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
-                    _strip_docstring(node)
-                    decorators = getattr(node, "decorator_list", [])
-                    first = min([node.lineno, *(d.lineno for d in decorators)])
-                    name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
-                    index.setdefault((first, name), []).append(node)
-                    if isinstance(node, ast.ClassDef):
-                        classes.setdefault(node.name, []).append(node)
-            _class_index[filename] = classes
-    _module_index[filename] = index
-    return index
+            with open("/proc/self/stat") as file:
+                ticks = int(file.read().rpartition(")")[2].split()[19])
+            with open("/proc/stat") as file:
+                boot = next(int(line.split()[1]) for line in file if line.startswith("btime"))
+            _started.append(boot + ticks / os.sysconf("SC_CLK_TCK"))
+        except (OSError, ValueError, IndexError, StopIteration):
+            _started.append(time.time())
+    return _started[0]
 
 
 def _strip_docstring(node: Any) -> None:
@@ -277,11 +375,9 @@ def _unparse_without_decorators(node: Any) -> str:
 def _class_source(cls: type) -> bytes:
     module = sys.modules.get(cls.__module__)
     filename = getattr(module, "__file__", None)
-    if filename and _index_module(filename, vars(module)) is not None:
-        candidates = _class_index.get(filename, {}).get(cls.__name__, [])
-        if len(candidates) == 1:
-            return _unparse_without_decorators(candidates[0]).encode("utf-8", "surrogatepass")
-    return _qualified_name(cls).encode()
+    source = _module_source(filename, vars(module)) if filename else None
+    text = source.class_source(cls.__name__) if source is not None else None
+    return (text if text is not None else _qualified_name(cls)).encode("utf-8", "surrogatepass")
 
 
 def _code_object_digest(code: types.CodeType) -> bytes:

@@ -26,14 +26,23 @@ else:
 
 
 class Constant:
-    """A value given directly as an input, such as the 42 in `(load, 42) >> scale`. Its canonical digest stands
-    for it in keys, so it is computed once, when the pipeline is built."""
+    """A value given directly as an input, such as the 42 in `(load, 42) >> scale`.
 
-    __slots__ = ("digest", "value")
+    Its canonical digest stands for it in keys. It is computed when the pipeline is built, so a value that has
+    none fails at once; a mutable value (a list, a dict) is digested again whenever a key is made, so a change
+    to it after building still changes the key.
+    """
 
-    def __init__(self, value: Any, digest: bytes) -> None:
+    __slots__ = ("_digest", "value")
+
+    def __init__(self, value: Any) -> None:
         self.value = value
-        self.digest = digest
+        digest = canonical.digest(value)
+        self._digest = digest if canonical.is_simple(value) else None
+
+    @property
+    def digest(self) -> bytes:
+        return self._digest or canonical.digest(self.value)
 
     def __repr__(self) -> str:
         return f"Constant({_short_repr(self.value)})"
@@ -75,7 +84,7 @@ class Pipeline(Generic[R]):
         return list(_postorder(self))
 
     def stages(self) -> list[Stage[..., Any]]:
-        """The distinct stages of the graph, each after the stages it takes inputs from."""
+        """The distinct stages of the graph, in the order of their first node in `nodes()`."""
         seen: dict[Stage[..., Any], None] = {}
         for node in _postorder(self):
             seen.setdefault(node.stage)
@@ -152,6 +161,8 @@ def compose(inputs: object, target: object) -> Pipeline[Any]:
         )
     if not isinstance(target, Stage):
         raise PipelineError(f"cannot add {_kind(target)} to a pipeline: {_hint(target)}")
+    if not isinstance(inputs, tuple) and callable(inputs):
+        raise PipelineError(f"input of stage '{target.name}' is {_kind(inputs)}: {_hint(inputs)}")
     if not isinstance(inputs, tuple):
         raise PipelineError(
             f"inputs of stage '{target.name}' must be a Stage, a Pipeline or a tuple of them, got "
@@ -183,7 +194,7 @@ def _input_node(item: object, consumer: Stage[..., Any]) -> Pipeline[Any] | Cons
     if callable(item):
         raise PipelineError(f"input of stage '{consumer.name}' is {_kind(item)}: {_hint(item)}")
     try:
-        return Constant(item, canonical.digest(item))
+        return Constant(item)
     except canonical.Unhashable as exc:
         raise PipelineError(
             f"constant input {_short_repr(item)} of stage '{consumer.name}' cannot be part of a key ({exc}); "
@@ -194,13 +205,17 @@ def _input_node(item: object, consumer: Stage[..., Any]) -> Pipeline[Any] | Cons
 def _kind(value: object) -> str:
     if isinstance(value, Stage):
         return f"stage '{value.name}'"
+    if isinstance(value, type):
+        return f"the class '{value.__name__}'"
     name = getattr(value, "__name__", None)
     if callable(value) and name:
         return f"the plain function '{name}'"
-    return f"a {type(value).__name__} ({_short_repr(value)})"
+    return f"a value of type {type(value).__name__} ({_short_repr(value)})"
 
 
 def _hint(value: object) -> str:
+    if isinstance(value, type):
+        return "a class is not a stage; wrap a function that builds what you need with @chkpt.Stage.wrap()"
     if callable(value) and not isinstance(value, Stage):
         return "decorate it with @chkpt.Stage.wrap() to use it in a pipeline"
     return "only a Stage can follow `>>`"

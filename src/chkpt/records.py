@@ -70,9 +70,10 @@ class Run(Generic[R]):
         counts = {
             outcome: sum(r.outcome == outcome for r in self.records) for outcome in ("loaded", "computed", "stored")
         }
+        n = len(self.records)
         lines.append(
-            f"{len(self.records)} stages: {counts['loaded']} loaded, {counts['computed'] + counts['stored']} "
-            f"computed ({counts['stored']} stored)"
+            f"{n} stage{'' if n == 1 else 's'}: {counts['loaded']} loaded, "
+            f"{counts['computed'] + counts['stored']} computed ({counts['stored']} stored)"
         )
         return "\n".join(lines)
 

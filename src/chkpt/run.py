@@ -17,6 +17,7 @@ from ._version import __version__
 from .codecs import JSON
 from .config import Config
 from .errors import ChkptWarning, SerializationError, StoreError
+from .keys import module_identity
 from .plan import Plan, Step, make_plan
 from .records import Run, StageRecord
 from .store import Damaged, LocalStore
@@ -31,24 +32,21 @@ if TYPE_CHECKING:
     R = TypeVar("R")
 
 
-def open_store(config: Config) -> LocalStore | None:
-    """The store a run with `config` uses, checked for writing before anything runs; None if it uses none."""
-    if config.load is False and config.store is False:
-        return None
-    store = LocalStore(config.directory())
-    if config.store is not False:
-        store.ensure_writable()
-    return store
-
-
 def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
-    """Run `pipeline` with `config` (default `Config()`) and return the value with a record of every stage."""
+    """Run `pipeline` with `config` (default `Config()`) and return the value with a record of every stage.
+
+    Everything that can be checked before a stage runs is: the config against the pipeline (when planning),
+    then, if anything may be stored, that the folder can be written.
+    """
     config = config or Config()
-    store = open_store(config)
+    uses_store = config.load is not False or config.store is not False
+    store = LocalStore(config.directory()) if uses_store else None
     runner = _Runner(config, store)
     damaged: set[str] = set()
     while True:
         plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
+        if store is not None and config.store is not False and not damaged:
+            store.ensure_writable()
         try:
             value = runner.execute(plan)
         except _Replan as replan:
@@ -153,7 +151,7 @@ class _Runner:
         record = {
             "chkpt_version": __version__,
             "stage": stage.name,
-            "module": getattr(stage.func, "__module__", None),
+            "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
             "codec": JSON.name,
             "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

@@ -20,10 +20,11 @@ if TYPE_CHECKING:
     from .pipeline import Pipeline
 
     P = ParamSpec("P")
+    P2 = ParamSpec("P2")
     R = TypeVar("R")
     R2 = TypeVar("R2")
 else:
-    from ._generic import R2, Generic, P, R
+    from ._generic import P2, R2, Generic, P, R
 
 _VARARGS = 0x04
 _VARKEYWORDS = 0x08
@@ -58,7 +59,7 @@ def read_parameters(func: Callable[..., Any]) -> tuple[Parameter, ...]:
     A plain function's code object says all of it cheaply; other callables (classes, partials, callable objects)
     go through `inspect.signature`, which is imported only then because it is slow to import.
     """
-    if isinstance(func, types.FunctionType):
+    if isinstance(func, types.FunctionType) and not hasattr(func, "__wrapped__"):
         code = func.__code__
         names = code.co_varnames
         n_pos, n_posonly, n_kwonly = code.co_argcount, code.co_posonlyargcount, code.co_kwonlyargcount
@@ -76,6 +77,8 @@ def read_parameters(func: Callable[..., Any]) -> tuple[Parameter, ...]:
         if code.co_flags & _VARKEYWORDS:
             params.append(Parameter(names[index], "var-keyword", False))
         return tuple(params)
+    # Only for callables that are not plain functions, or that wrap another (functools.wraps): inspect follows
+    # __wrapped__ to the parameters that matter, and is slow to import for everyone else.
     import inspect
 
     kinds = {
@@ -168,14 +171,14 @@ class Stage(Generic[P, R]):
         self._n_positional = sum(p.kind == "positional-only" for p in self._slots)
 
     @staticmethod
-    def wrap(name: str | None = None, version: str | int | None = None) -> Callable[[Callable[P, R2]], Stage[P, R2]]:
+    def wrap(name: str | None = None, version: str | int | None = None) -> Callable[[Callable[P2, R2]], Stage[P2, R2]]:
         """Decorator that turns a function into a Stage.
 
         `name` replaces the function's `__name__` as the stage's name. `version` pins the code part of the
         stage's key: while it stays the same, edits of the function's code keep its stored results valid.
         """
 
-        def decorate(func: Callable[P, R2]) -> Stage[P, R2]:
+        def decorate(func: Callable[P2, R2]) -> Stage[P2, R2]:
             return Stage(func, name=name, version=version)
 
         return decorate
@@ -261,9 +264,10 @@ class Stage(Generic[P, R]):
         return compose(inputs if isinstance(inputs, tuple) else (inputs,), self)
 
     def __rlshift__(self, other: object) -> Pipeline[Any]:
+        hint = "; decorate it with @chkpt.Stage.wrap()" if callable(other) else ""
         raise PipelineError(
             f"cannot write `{type(other).__name__} << {self.name}`: the left side of << must be a Stage "
-            f"that takes {self.name}'s output"
+            f"that takes {self.name}'s output{hint}"
         )
 
     def __eq__(self, other: object) -> bool:
@@ -273,7 +277,7 @@ class Stage(Generic[P, R]):
             self.func is other.func
             and self.name == other.name
             and self.version == other.version
-            and dict(self.params) == dict(other.params)
+            and self.params_digest() == other.params_digest()
         )
 
     def __hash__(self) -> int:
