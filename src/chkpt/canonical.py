@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import hashlib
 
+from .modules import module_identity
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -23,7 +25,10 @@ class Unhashable(Exception):
 def digest(value: Any) -> bytes:
     """The sha256 of the canonical encoding of `value`."""
     parts: list[bytes] = []
-    _encode(value, parts, set())
+    try:
+        _encode(value, parts, set())
+    except RecursionError:
+        raise Unhashable(f"{type(value).__name__} value is nested too deeply") from None
     return hashlib.sha256(b"".join(parts)).digest()
 
 
@@ -89,7 +94,7 @@ def _encoded(value: Any, active: set[int]) -> bytes:
 
 def _type_name(value: Any) -> str:
     kind = type(value)
-    return f"{kind.__module__}.{kind.__qualname__}"
+    return f"{module_identity(kind.__module__)}.{kind.__qualname__}"
 
 
 def _encode_compound(value: Any, out: list[bytes], active: set[int]) -> None:

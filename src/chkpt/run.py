@@ -17,7 +17,7 @@ from ._version import __version__
 from .codecs import JSON
 from .config import Config
 from .errors import ChkptWarning, SerializationError, StoreError
-from .keys import module_identity
+from .modules import module_identity
 from .plan import Plan, Step, make_plan
 from .records import Run, StageRecord
 from .store import Damaged, LocalStore
@@ -116,8 +116,14 @@ class _Runner:
             reason = "it disappeared after the run was planned"
             self._report_damage(step, reason)
             raise _Replan(step.key) from None
-        except (Damaged, ValueError) as exc:
-            self._report_damage(step, str(exc) if isinstance(exc, Damaged) else f"its value does not decode: {exc}")
+        except Damaged as exc:
+            self._report_damage(step, str(exc))
+            raise _Replan(step.key) from None
+        except ValueError as exc:
+            self._report_damage(step, f"its value does not decode: {exc}")
+            raise _Replan(step.key) from None
+        except OSError as exc:
+            self._report_damage(step, f"it cannot be read: {exc.strerror or exc}")
             raise _Replan(step.key) from None
         self.values[step.key] = value
         self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, len(payload)))
@@ -126,9 +132,11 @@ class _Runner:
         assert self.store is not None
         path = self.store.path(step.stage.name, step.key, JSON.extension)
         message = f"checkpoint {path} of stage '{step.stage.name}' cannot be loaded: {reason}; recomputing it"
-        if self.logger is not None:
+        # The warning is what a person sees; the log record is for programs that collect logs, and is skipped
+        # where nobody configured a handler, which would print the same text a second time.
+        if self.logger is not None and self.logger.hasHandlers():
             self.logger.warning(message)
-        warnings.warn(message, ChkptWarning, stacklevel=2)
+        warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
 
     def _compute(self, step: Step, steps: list[Step], place: str) -> None:
         stage = step.stage
@@ -170,6 +178,17 @@ class _Runner:
             self.logger.info(message)
         if self.config.verbose:
             print(f"chkpt: {message}", file=sys.stderr)
+
+
+def _caller_stacklevel() -> int:
+    """The stacklevel that points a warning at the first frame outside chkpt: the user's call."""
+    package = __file__.rpartition("/")[0] if "/" in __file__ else ""
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and frame.f_code.co_filename.startswith(package):
+        frame = frame.f_back  # type: ignore[assignment]
+        level += 1
+    return level
 
 
 def _describe(record: StageRecord) -> str:

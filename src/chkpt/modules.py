@@ -1,0 +1,129 @@
+"""Where code comes from: the user's own modules, the standard library, or an installed package, and the name
+a module has however its file was started.
+
+"The user's own code" is every module outside the standard library and site-packages, including `__main__`,
+notebooks and the REPL: that code is fingerprinted. An installed package's version string stands for its code.
+"""
+
+from __future__ import annotations
+
+import sys
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+
+_origins: dict[str, str] = {}
+_versions: dict[str, bytes] = {}
+
+
+def module_origin(module_name: str) -> str:
+    """'user' for the user's own code (anything outside the standard library and site-packages, including
+    `__main__`, notebooks and the REPL), 'stdlib', or 'package' for an installed package (chkpt included)."""
+    origin = _origins.get(module_name)
+    if origin is not None:
+        return origin
+    module = sys.modules.get(module_name)
+    filename = getattr(module, "__file__", None)
+    top = module_name.partition(".")[0]
+    if top == "chkpt":
+        origin = "package"
+    elif module_name == "__main__":
+        origin = "user"
+    elif filename:
+        origin = _origin_of_path(filename)
+    elif top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
+        origin = "stdlib"
+    else:
+        # A module made at run time (exec, a notebook's helper) or no longer imported: treat it as the
+        # user's, so that its code is fingerprinted rather than trusted.
+        origin = "user"
+    _origins[module_name] = origin
+    return origin
+
+
+def _origin_of_path(filename: str) -> str:
+    import os
+
+    path = os.path.realpath(filename)
+    site, stdlib = _library_paths()
+    if any(path.startswith(prefix) for prefix in site):
+        return "package"
+    if any(path.startswith(prefix) for prefix in stdlib):
+        return "stdlib"
+    return "user"
+
+
+_paths: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
+
+
+def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    if not _paths:
+        import os
+        import site
+        import sysconfig
+
+        def real(paths: Iterable[str]) -> tuple[str, ...]:
+            return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
+
+        scheme = sysconfig.get_paths()
+        site_paths = [scheme.get("purelib", ""), scheme.get("platlib", "")]
+        site_paths += getattr(site, "getsitepackages", list)()
+        user_site = getattr(site, "getusersitepackages", lambda: "")()
+        site_paths.append(user_site if isinstance(user_site, str) else "")
+        _paths.append((real(site_paths), real([scheme.get("stdlib", ""), scheme.get("platstdlib", "")])))
+    return _paths[0]
+
+
+def package_version(module_name: str) -> bytes:
+    """An installed package's version string stands for its code; the standard library has none."""
+    top = module_name.partition(".")[0]
+    version = _versions.get(top)
+    if version is None:
+        if module_origin(module_name) == "stdlib":
+            version = b"stdlib"
+        else:
+            found = getattr(sys.modules.get(top), "__version__", None)
+            if not isinstance(found, str):
+                found = _distribution_version(top)
+            version = f"{top}=={found}".encode()
+        _versions[top] = version
+    return version
+
+
+def _distribution_version(top: str) -> str:
+    from importlib import metadata
+
+    try:
+        return metadata.version(top)
+    except (metadata.PackageNotFoundError, ValueError):
+        return "unknown"
+
+
+def module_identity(module_name: str) -> str:
+    """The name a stage's module has whichever way it was started: `python file.py` gives `__main__`, but the
+    stage's identity is the module name an import of that file would give."""
+    if module_name != "__main__":
+        return module_name
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if spec is not None and spec.name:
+        name: str = spec.name
+        return name.removesuffix(".__main__")
+    filename = getattr(main, "__file__", None)
+    return module_name_for_file(filename) if filename else "__main__"
+
+
+def module_name_for_file(filename: str) -> str:
+    """The dotted name an import of this file gives: its stem, inside the packages (folders with
+    __init__.py) that contain it."""
+    import os
+
+    path = os.path.realpath(filename)
+    folder, base = os.path.split(path)
+    parts = [os.path.splitext(base)[0]]
+    while os.path.isfile(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        parts.append(package)
+    return ".".join(reversed(parts))
