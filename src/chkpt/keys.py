@@ -48,6 +48,7 @@ class Fingerprints:
     def __init__(self) -> None:
         self._functions: dict[int, bytes] = {}
         self._stages: dict[int, bytes] = {}
+        self._identities: dict[tuple[str, str, str], bytes] = {}
 
     def stage_digest(self, stage: Stage[..., Any], codec: str) -> bytes:
         """Everything in a stage's key except its inputs."""
@@ -62,8 +63,11 @@ class Fingerprints:
             if stage.version is not None
             else b"code:" + self._code(stage)
         )
-        # repr of a tuple of strings is canonical and far cheaper than the general encoding.
-        identity = repr((module_identity(module), stage.name, codec)).encode("utf-8", "surrogatepass")
+        identity = self._identities.get((module, stage.name, codec))
+        if identity is None:
+            # repr of a tuple of strings is canonical and far cheaper than the general encoding.
+            identity = repr((module_identity(module), stage.name, codec)).encode("utf-8", "surrogatepass")
+            self._identities[(module, stage.name, codec)] = identity
         digest = hashlib.sha256(b"\0".join([KEY_PREFIX, identity, code_part, stage.params_digest()])).digest()
         self._stages[id(stage)] = digest
         return digest

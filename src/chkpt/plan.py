@@ -87,10 +87,8 @@ def make_plan(
     inputs: list[tuple[int | Constant, ...]] = []
     for node in nodes:
         node_inputs = tuple(step_of_node[id(item)] if isinstance(item, Pipeline) else item for item in node.inputs)
-        key = node_key(
-            fingerprints.stage_digest(node.stage, codec),
-            (b"K" + keys[i].encode() if isinstance(i, int) else b"C" + i.digest for i in node_inputs),
-        )
+        parts = [b"K" + keys[i].encode() if isinstance(i, int) else b"C" + i.digest for i in node_inputs]
+        key = node_key(fingerprints.stage_digest(node.stage, codec), parts)
         index = step_of_key.get(key)
         if index is None:
             index = step_of_key[key] = len(keys)

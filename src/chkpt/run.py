@@ -8,7 +8,6 @@ read is reported, left out, and the run is planned again from what it already ho
 
 from __future__ import annotations
 
-import graphlib
 import sys
 import time
 import warnings
@@ -71,38 +70,29 @@ class _Runner:
         self.logger = _logger()
 
     def execute(self, plan: Plan) -> Any:
+        # A plan lists every step after its inputs, so running them in that order is running them as soon as
+        # they are ready; sorting them again would only cost time.
         steps = plan.steps
         target = plan.target
-        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
         consumers = [0] * len(steps)
         for step in steps:
-            if step.action == "skip":
-                continue
             if step.action == "compute":
-                predecessors = [i for i in step.inputs if isinstance(i, int)]
-                for i in predecessors:
-                    consumers[i] += 1
-                sorter.add(step.number, *predecessors)
-            else:
-                sorter.add(step.number)
-        sorter.prepare()
-        total = sum(step.action == "compute" for step in steps)
+                for item in step.inputs:
+                    if isinstance(item, int):
+                        consumers[item] += 1
         position = 0
-        while sorter.is_active():
-            for index in sorter.get_ready():
-                step = steps[index]
-                if step.action == "compute":
-                    position += 1
-                    self._compute(step, steps, f"step {position} of {total} to compute for '{target.stage.name}'")
-                    for item in step.inputs:
-                        if isinstance(item, int):
-                            consumers[item] -= 1
-                            if consumers[item] == 0 and item != target.number:
-                                # Let go of intermediate values as soon as the last stage that reads them ran.
-                                self.values.pop(steps[item].key, None)
-                elif step.action == "load":
-                    self._load(step)
-                sorter.done(index)
+        for step in steps:
+            if step.action == "compute":
+                position += 1
+                self._compute(step, steps, position)
+                for item in step.inputs:
+                    if isinstance(item, int):
+                        consumers[item] -= 1
+                        if consumers[item] == 0 and item != target.number:
+                            # Let go of intermediate values as soon as the last stage that reads them ran.
+                            self.values.pop(steps[item].key, None)
+            elif step.action == "load":
+                self._load(step)
         return self.values[target.key]
 
     def _load(self, step: Step) -> None:
@@ -110,7 +100,7 @@ class _Runner:
         name = step.stage.name
         started = time.perf_counter()
         try:
-            _, payload = self.store.read(name, step.key, JSON.extension)
+            payload = self.store.read(name, step.key, JSON.extension)
             value = JSON.decode(payload)
         except FileNotFoundError:
             reason = "it disappeared after the run was planned"
@@ -138,14 +128,19 @@ class _Runner:
             self.logger.warning(message)
         warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
 
-    def _compute(self, step: Step, steps: list[Step], place: str) -> None:
+    def _compute(self, step: Step, steps: list[Step], position: int) -> None:
         stage = step.stage
         args = tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
         started = time.perf_counter()
         try:
             value = stage.call_with_inputs(args)
         except BaseException as exc:
-            _add_note(exc, f"chkpt: raised by stage '{stage.name}' ({place}, key {step.key[:12]})")
+            total = sum(s.action == "compute" for s in steps)
+            _add_note(
+                exc,
+                f"chkpt: raised by stage '{stage.name}' (step {position} of {total} to compute for "
+                f"'{steps[-1].stage.name}', key {step.key[:12]})",
+            )
             raise
         seconds = time.perf_counter() - started
         self.values[step.key] = value
@@ -173,11 +168,17 @@ class _Runner:
 
     def _record(self, record: StageRecord) -> None:
         self.records.append(record)
+        logs = self.logger is not None and self.logger.isEnabledFor(_INFO)
+        if not (logs or self.config.verbose):
+            return
         message = _describe(record)
-        if self.logger is not None:
+        if logs and self.logger is not None:
             self.logger.info(message)
         if self.config.verbose:
             print(f"chkpt: {message}", file=sys.stderr)
+
+
+_INFO = 20  # logging.INFO, without importing logging
 
 
 def _caller_stacklevel() -> int:

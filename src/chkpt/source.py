@@ -47,15 +47,14 @@ class _ModuleSource:
     def __init__(self, tree: ast.Module, compiled: types.CodeType | None) -> None:
         self.definitions: dict[tuple[int, str], list[Any]] = {}
         self.classes: dict[str, list[Any]] = {}
-        self.assignments: dict[str, list[str]] = {}
+        self.assignments: dict[str, list[Any]] = {}
         for statement in tree.body:
             if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
-                text = ast.unparse(statement)
                 for target in targets:
                     for node in ast.walk(target):
                         if isinstance(node, ast.Name):
-                            self.assignments.setdefault(node.id, []).append(text)
+                            self.assignments.setdefault(node.id, []).append(statement)
         for node in ast.walk(tree):
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
                 _strip_docstring(node)
@@ -100,7 +99,7 @@ def assignment_source(filename: str, module_globals: dict[str, Any], name: str) 
     """
     source = _module_source(filename, module_globals)
     statements = source.assignments.get(name) if source is not None else None
-    return "\n".join(statements) if statements else None
+    return "\n".join(ast.unparse(statement) for statement in statements) if statements else None
 
 
 _sources: dict[str, tuple[tuple[int, int] | None, _ModuleSource | None]] = {}

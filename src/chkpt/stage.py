@@ -123,6 +123,8 @@ class Stage(Generic[P, R]):
     """
 
     __slots__ = (
+        "_input_range",
+        "_missing_keywords",
         "_n_positional",
         "_params_digest",
         "_slots",
@@ -169,6 +171,13 @@ class Stage(Generic[P, R]):
             p for p in self.parameters if p.kind in ("positional-only", "positional") and p.name not in self.params
         )
         self._n_positional = sum(p.kind == "positional-only" for p in self._slots)
+        required = sum(not slot.has_default for slot in self._slots)
+        self._input_range = (required, None if self._star_args else len(self._slots))
+        self._missing_keywords = [
+            p.name
+            for p in self.parameters
+            if p.kind == "keyword-only" and not p.has_default and p.name not in self.params
+        ]
 
     @staticmethod
     def wrap(name: str | None = None, version: str | int | None = None) -> Callable[[Callable[P2, R2]], Stage[P2, R2]]:
@@ -230,16 +239,11 @@ class Stage(Generic[P, R]):
 
     def input_range(self) -> tuple[int, int | None]:
         """The least and most inputs this stage accepts (None: any number, through *args)."""
-        required = sum(not slot.has_default for slot in self._slots)
-        return required, None if self._star_args else len(self._slots)
+        return self._input_range
 
     def missing_keywords(self) -> list[str]:
         """Required keyword-only parameters that no bound value fills: the stage could never be called."""
-        return [
-            p.name
-            for p in self.parameters
-            if p.kind == "keyword-only" and not p.has_default and p.name not in self.params
-        ]
+        return list(self._missing_keywords)
 
     def describe_parameters(self) -> str:
         """The parameter list as a person reads it, with bound ones shown as `name=...`."""

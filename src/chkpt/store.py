@@ -3,7 +3,8 @@
 Layout: `<dir>/<stage folder>/<key>.<ext>`, where the stage folder is the stage's name made safe for a file
 system. A checkpoint file holds its record on its first line and the value after it, as one JSON object
 `{"chkpt": <record>, "value": <value>}`, so a load reads one file and a person or `jq .value` can read it too.
-The record carries the value's length and sha256, which every load checks.
+The record ends with the key, the value's length and its sha256, which every load checks: it computes what that
+end must be and compares bytes, so a load parses no JSON but the value's.
 
 A write goes to a temporary file in the same folder, is flushed and fsynced, and is renamed into place, and the
 folder is fsynced: a reader sees the old state or the new one, and a crash leaves at most a temporary file that
@@ -49,9 +50,13 @@ class LocalStore:
 
     def __init__(self, root: str) -> None:
         self.root = root
+        self._folders: dict[str, str] = {}
 
     def path(self, stage_name: str, key: str, extension: str) -> str:
-        return os.path.join(self.root, folder_name(stage_name), f"{key}.{extension}")
+        folder = self._folders.get(stage_name)
+        if folder is None:
+            folder = self._folders[stage_name] = os.path.join(self.root, folder_name(stage_name))
+        return f"{folder}{os.sep}{key}.{extension}"
 
     def exists(self, stage_name: str, key: str, extension: str) -> bool:
         return os.path.isfile(self.path(stage_name, key, extension))
@@ -69,8 +74,8 @@ class LocalStore:
                 "choose another folder with Config(dir=...) or the CHKPT_DIR environment variable"
             ) from None
 
-    def read(self, stage_name: str, key: str, extension: str) -> tuple[dict[str, Any], bytes]:
-        """The record and the payload of a checkpoint, after checking that they belong together.
+    def read(self, stage_name: str, key: str, extension: str) -> bytes:
+        """The payload of a checkpoint, after checking it against its record.
 
         Raises FileNotFoundError when there is no checkpoint and Damaged when there is one that fails a check.
         """
@@ -78,28 +83,35 @@ class LocalStore:
             data = file.read()
         end = data.find(b"\n")
         head, rest = data[:end], data[end + 1 :]
-        if end < 0 or not head.startswith(_HEAD) or not head.endswith(b","):
+        if end < 0 or not head.startswith(_HEAD):
             raise Damaged("its first line is not a chkpt record")
-        try:
-            record = json.loads(head[len(_HEAD) : -1])
-        except ValueError:
-            raise Damaged("its record is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("key") != key:
-            raise Damaged("its record belongs to another key")
         if not rest.startswith(_VALUE) or not rest.endswith(_TAIL):
             raise Damaged("it is truncated or its value is not framed as chkpt wrote it")
         payload = rest[len(_VALUE) : -len(_TAIL)]
-        if len(payload) != record.get("bytes") or checksum(payload) != record.get("checksum"):
-            raise Damaged("its value does not match the length and checksum in its record")
-        return record, payload
+        if not head.endswith(_record_end(key, payload) + b","):
+            raise Damaged("its record does not match its key, or its value's length and checksum")
+        return payload
+
+    def read_record(self, stage_name: str, key: str, extension: str) -> dict[str, Any]:
+        """The record of a checkpoint, without reading or checking its value."""
+        with open(self.path(stage_name, key, extension), "rb") as file:
+            head = file.readline()
+        try:
+            record = json.loads(head[len(_HEAD) :].rstrip().removesuffix(b","))
+        except ValueError:
+            raise Damaged("its record is not valid JSON") from None
+        if not head.startswith(_HEAD) or not isinstance(record, dict):
+            raise Damaged("its first line is not a chkpt record")
+        return record
 
     def write(self, stage_name: str, key: str, extension: str, payload: bytes, record: dict[str, Any]) -> int:
         """Store a checkpoint atomically and durably; returns the payload's size.
 
         `record` is completed with the payload's length and checksum. On any failure no file is left behind.
         """
-        record = {**record, "key": key, "bytes": len(payload), "checksum": checksum(payload)}
-        head = _HEAD + json.dumps(record).encode("ascii") + b",\n" + _VALUE
+        fields = json.dumps({name: value for name, value in record.items() if name not in _CHECKED})
+        opening = fields[:-1] + ", " if fields != "{}" else "{"
+        head = _HEAD + opening.encode("ascii") + _record_end(key, payload) + b",\n" + _VALUE
         final = self.path(stage_name, key, extension)
         folder = os.path.dirname(final)
         temporary = os.path.join(folder, f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
@@ -121,6 +133,14 @@ class LocalStore:
         except OSError as exc:
             raise StoreError(f"cannot write checkpoint {final!r}: {exc.strerror or exc}") from None
         return len(payload)
+
+
+_CHECKED = ("key", "bytes", "checksum")
+
+
+def _record_end(key: str, payload: bytes) -> bytes:
+    """How a record ends: the fields a load checks, in this order, as json.dumps writes them."""
+    return b'"key": "%s", "bytes": %d, "checksum": "%s"}' % (key.encode(), len(payload), checksum(payload).encode())
 
 
 def _remove(path: str) -> None:
