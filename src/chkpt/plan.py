@@ -83,18 +83,28 @@ def make_plan(
     step_of_node: dict[int, int] = {}
     step_of_key: dict[str, int] = {}
     keys: list[str] = []
+    key_parts: list[bytes] = []  # b"K" + key, as an input's part of its consumer's key
     stages: list[Stage[..., Any]] = []
     inputs: list[tuple[int | Constant, ...]] = []
     for node in nodes:
-        node_inputs = tuple(step_of_node[id(item)] if isinstance(item, Pipeline) else item for item in node.inputs)
-        parts = [b"K" + keys[i].encode() if isinstance(i, int) else b"C" + i.digest for i in node_inputs]
+        node_inputs: list[int | Constant] = []
+        parts: list[bytes] = []
+        for item in node.inputs:
+            if isinstance(item, Pipeline):
+                number = step_of_node[id(item)]
+                node_inputs.append(number)
+                parts.append(key_parts[number])
+            else:
+                node_inputs.append(item)
+                parts.append(b"C" + item.digest)
         key = node_key(fingerprints.stage_digest(node.stage, codec), parts)
         index = step_of_key.get(key)
         if index is None:
             index = step_of_key[key] = len(keys)
             keys.append(key)
+            key_parts.append(b"K" + key.encode())
             stages.append(node.stage)
-            inputs.append(node_inputs)
+            inputs.append(tuple(node_inputs))
         step_of_node[id(node)] = index
 
     target = step_of_node[id(pipeline)]
@@ -107,9 +117,9 @@ def make_plan(
         action, reason = _decide(stages[index].name, keys[index], config, store, damaged, available)
         decisions[index] = (action, reason)
         if action == "compute":
-            for item in inputs[index]:
-                if isinstance(item, int):
-                    needed[item] = True
+            for source in inputs[index]:
+                if isinstance(source, int):
+                    needed[source] = True
     steps = [
         Step(i, stages[i], keys[i], inputs[i], *decisions[i], config.may_store(stages[i].name))
         for i in range(len(keys))

@@ -127,6 +127,7 @@ class Stage(Generic[P, R]):
         "_missing_keywords",
         "_n_positional",
         "_params_digest",
+        "_positional_call",
         "_slots",
         "_star_args",
         "func",
@@ -171,6 +172,10 @@ class Stage(Generic[P, R]):
             p for p in self.parameters if p.kind in ("positional-only", "positional") and p.name not in self.params
         )
         self._n_positional = sum(p.kind == "positional-only" for p in self._slots)
+        positional = [p for p in self.parameters if p.kind in ("positional-only", "positional")]
+        # When the input slots are the first positional parameters (nothing bound before them), inputs can be
+        # passed by position, which is cheaper than building keyword arguments on every call.
+        self._positional_call = self._star_args or self._slots == tuple(positional[: len(self._slots)])
         required = sum(not slot.has_default for slot in self._slots)
         self._input_range = (required, None if self._star_args else len(self._slots))
         self._missing_keywords = [
@@ -231,8 +236,8 @@ class Stage(Generic[P, R]):
 
     def call_with_inputs(self, inputs: tuple[Any, ...]) -> R:
         """Call the function with `inputs` in the input slots and the bound parameters as keywords."""
-        if self._star_args:
-            return self.func(*inputs, **self.params)
+        if self._positional_call:
+            return self.func(*inputs, **self.params) if self.params else self.func(*inputs)
         n = self._n_positional
         keywords = {slot.name: value for slot, value in zip(self._slots[n:], inputs[n:], strict=False)}
         return self.func(*inputs[:n], **keywords, **self.params)
