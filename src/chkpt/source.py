@@ -14,6 +14,7 @@ import types
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import Any
 
 
@@ -45,6 +46,8 @@ class _ModuleSource:
     """
 
     def __init__(self, tree: ast.Module, compiled: types.CodeType | None) -> None:
+        self.tree = tree
+        self.lambdas_indexed = False
         self.definitions: dict[tuple[int, str], list[Any]] = {}
         self.classes: dict[str, list[Any]] = {}
         self.assignments: dict[str, list[Any]] = {}
@@ -55,13 +58,13 @@ class _ModuleSource:
                     for node in ast.walk(target):
                         if isinstance(node, ast.Name):
                             self.assignments.setdefault(node.id, []).append(statement)
-        for node in ast.walk(tree):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda, ast.ClassDef)):
+        # Functions and classes are statements, so only statements are visited here; lambdas, which may sit in
+        # any expression, need a walk of the whole tree, which is done only if a lambda's source is asked for.
+        for node in _statements(tree.body):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 _strip_docstring(node)
-                decorators = getattr(node, "decorator_list", [])
-                first = min([node.lineno, *(d.lineno for d in decorators)])
-                name = "<lambda>" if isinstance(node, ast.Lambda) else node.name
-                self.definitions.setdefault((first, name), []).append(node)
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                self.definitions.setdefault((first, node.name), []).append(node)
                 if isinstance(node, ast.ClassDef):
                     self.classes.setdefault(node.name, []).append(node)
         self.compiled: dict[tuple[int, str], list[bytes]] | None = None
@@ -75,6 +78,11 @@ class _ModuleSource:
                 pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
 
     def function_source(self, code: types.CodeType) -> str | None:
+        if code.co_name == "<lambda>" and not self.lambdas_indexed:
+            self.lambdas_indexed = True
+            for node in ast.walk(self.tree):
+                if isinstance(node, ast.Lambda):
+                    self.definitions.setdefault((node.lineno, "<lambda>"), []).append(node)
         where = (code.co_firstlineno, code.co_name)
         candidates = self.definitions.get(where, [])
         if len(candidates) != 1:
@@ -163,6 +171,18 @@ def _process_start() -> float:
         except (OSError, ValueError, IndexError, StopIteration):
             _started.append(time.time())
     return _started[0]
+
+
+def _statements(body: list[Any]) -> Iterator[Any]:
+    """Every statement in `body` and in the statements nested in it (bodies of defs, loops, ifs, trys, ...)."""
+    pending = list(body)
+    while pending:
+        node = pending.pop()
+        yield node
+        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
+            children = getattr(node, field, None)
+            if isinstance(children, list):
+                pending.extend(children)
 
 
 def _strip_docstring(node: Any) -> None:
