@@ -168,11 +168,11 @@ def compose(inputs: object, target: object) -> Pipeline[Any]:
             f"inputs of stage '{target.name}' must be a Stage, a Pipeline or a tuple of them, got "
             f"{_kind(inputs)}; a constant input goes in a tuple: ({_short_repr(inputs)},) >> {target.name}"
         )
-    nodes = tuple(_input_node(item, target) for item in inputs)
+    nodes = tuple(item if isinstance(item, Pipeline) else _input_node(item, target) for item in inputs)
     missing = target.missing_keywords()
     if missing:
         raise PipelineError(
-            f"stage '{target.name}' has required keyword-only parameters {missing} that no input can fill; "
+            f"stage '{target.name}' has required keyword-only parameters {list(missing)} that no input can fill; "
             f"bind them: {target.name}.bind({missing[0]}=...)"
         )
     least, most = target.input_range()

@@ -8,6 +8,8 @@ that can be loaded is loaded, and then nothing above it is needed.
 
 from __future__ import annotations
 
+import gc
+
 from .codecs import JSON
 from .keys import Fingerprints, node_key
 from .pipeline import Constant, Pipeline
@@ -76,6 +78,24 @@ def make_plan(
     available: Collection[str] = (),
 ) -> Plan:
     """Plan a run of `pipeline`. Keys in `damaged` are not loaded; keys in `available` are reused."""
+    # Planning allocates a few objects per node and runs none of the user's code: the cyclic garbage collector
+    # would walk the growing graph again and again and find nothing, so it is paused meanwhile.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _make_plan(pipeline, config, store, damaged, available)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _make_plan(
+    pipeline: Pipeline[Any],
+    config: Config,
+    store: LocalStore | None,
+    damaged: Collection[str],
+    available: Collection[str],
+) -> Plan:
     nodes = pipeline.nodes()
     config.check_names({node.stage.name for node in nodes})
     fingerprints = Fingerprints()

@@ -123,6 +123,7 @@ class Stage(Generic[P, R]):
     """
 
     __slots__ = (
+        "_hash",
         "_input_range",
         "_missing_keywords",
         "_n_positional",
@@ -164,6 +165,7 @@ class Stage(Generic[P, R]):
         self.name = name
         self.version = version
         self.params = types.MappingProxyType(dict(params or {}))
+        self._hash = hash((id(func), name, version))
         self._params_digest = _digest_params(name, self.params)
         self.parameters = read_parameters(func) if parameters is None else parameters
         self._star_args = any(p.kind == "var-positional" for p in self.parameters)
@@ -178,11 +180,11 @@ class Stage(Generic[P, R]):
         self._positional_call = self._star_args or self._slots == tuple(positional[: len(self._slots)])
         required = sum(not slot.has_default for slot in self._slots)
         self._input_range = (required, None if self._star_args else len(self._slots))
-        self._missing_keywords = [
+        self._missing_keywords = tuple(
             p.name
             for p in self.parameters
             if p.kind == "keyword-only" and not p.has_default and p.name not in self.params
-        ]
+        )
 
     @staticmethod
     def wrap(name: str | None = None, version: str | int | None = None) -> Callable[[Callable[P2, R2]], Stage[P2, R2]]:
@@ -246,9 +248,9 @@ class Stage(Generic[P, R]):
         """The least and most inputs this stage accepts (None: any number, through *args)."""
         return self._input_range
 
-    def missing_keywords(self) -> list[str]:
+    def missing_keywords(self) -> tuple[str, ...]:
         """Required keyword-only parameters that no bound value fills: the stage could never be called."""
-        return list(self._missing_keywords)
+        return self._missing_keywords
 
     def describe_parameters(self) -> str:
         """The parameter list as a person reads it, with bound ones shown as `name=...`."""
@@ -290,7 +292,7 @@ class Stage(Generic[P, R]):
         )
 
     def __hash__(self) -> int:
-        return hash((id(self.func), self.name, self.version))
+        return self._hash
 
     def __repr__(self) -> str:
         extra = f", version={self.version!r}" if self.version is not None else ""
