@@ -48,7 +48,10 @@ def _origin_of_path(filename: str) -> str:
 
     path = os.path.realpath(filename)
     site, stdlib = _library_paths()
-    if any(path.startswith(prefix) for prefix in site):
+    # Any site-packages counts, not only this interpreter's: a base interpreter's, seen from a virtualenv
+    # that includes system packages, holds installed packages too.
+    parts = path.split(os.sep)
+    if any(path.startswith(prefix) for prefix in site) or "site-packages" in parts or "dist-packages" in parts:
         return "package"
     if any(path.startswith(prefix) for prefix in stdlib):
         return "stdlib"
@@ -59,20 +62,25 @@ _paths: list[tuple[tuple[str, ...], tuple[str, ...]]] = []
 
 
 def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The folders of installed packages and of the standard library, each ending in a separator."""
     if not _paths:
         import os
         import site
-        import sysconfig
 
         def real(paths: Iterable[str]) -> tuple[str, ...]:
             return tuple(os.path.join(os.path.realpath(p), "") for p in paths if p)
 
-        scheme = sysconfig.get_paths()
-        site_paths = [scheme.get("purelib", ""), scheme.get("platlib", "")]
-        site_paths += getattr(site, "getsitepackages", list)()
+        if hasattr(site, "getsitepackages"):
+            site_paths = list(site.getsitepackages())
+        else:
+            # Some old virtualenvs ship a site module without it; sysconfig knows, at a millisecond's cost.
+            import sysconfig
+
+            site_paths = [sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]]
         user_site = getattr(site, "getusersitepackages", lambda: "")()
         site_paths.append(user_site if isinstance(user_site, str) else "")
-        _paths.append((real(site_paths), real([scheme.get("stdlib", ""), scheme.get("platstdlib", "")])))
+        # The standard library is where `os` comes from; its extension modules sit in a folder below it.
+        _paths.append((real(site_paths), real([os.path.dirname(os.__file__)])))
     return _paths[0]
 
 
