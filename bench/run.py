@@ -359,20 +359,33 @@ def measure_graph() -> list[Row]:
 
 def measure_chain_build() -> list[Row]:
     log("building long chains")
-    best = {n: child("chain_build", n=n, repeats=BUILD_REPEATS[n])["build"] for n in BUILD_CHAIN}
+    results = {n: child("chain_build", n=n, repeats=BUILD_REPEATS[n]) for n in BUILD_CHAIN}
     rows: list[Row] = []
     for n in BUILD_CHAIN:
-        rows.append([f"build a {n:,}-stage chain", [ms(best[n]), f"({us(best[n], n, 'stage')})"], "", "", "-", "-"])
+        chkpt, floor = results[n]["build"], results[n]["floor"]
+        rows.append(
+            [
+                f"build a {n:,}-stage chain",
+                [ms(chkpt), f"({us(chkpt, n, 'stage')})"],
+                [ms(floor), f"({us(floor, n, 'stage')}, nested tuples)"],
+                "",
+                "-",
+                "-",
+            ]
+        )
     small, large = BUILD_CHAIN
-    growth = (best[large] / large) / (best[small] / small)
+
+    def growth(field: str) -> float:
+        return (results[large][field] / large) / (results[small][field] / small)
+
     rows.append(
         [
             [f"  linearity: us/stage at {large:,}", f"  / us/stage at {small:,}"],
-            f"{growth:.2f}x",
+            f"{growth('build'):.2f}x",
+            f"{growth('floor'):.2f}x",
             "",
-            "",
-            "linear (<= 1.5x)",
-            verdict(growth <= 1.5),
+            "linear (<= 1.5x or the floor's)",
+            verdict(growth("build") <= max(1.5, growth("floor"))),
         ]
     )
     return rows
@@ -454,7 +467,9 @@ def main() -> None:
         f"one function per node>).build(), then execute(last layer); the module's import is not timed. dask "
         f"and Hamilton are measured up to {max(DASK_LAYERS) * WIDTH:,} nodes only, to keep the run short.",
         "Chain build: `p = () >> first; for s in stages: p = p >> s` over distinct Stage objects made "
-        "beforehand; nothing runs.",
+        "beforehand; nothing runs. Floor: the same chain as nested tuples `t = (s, (t,))`, as many allocations "
+        "with no checks; its own growth from 10k to 100k is the interpreter's (memory and the cyclic GC over a "
+        "larger heap), so chkpt's build counts as linear when it grows no more than 1.5x or than the floor.",
         f"Whole benchmark took {elapsed:.0f} s.",
     ]
     for i, note in enumerate(notes, 1):
