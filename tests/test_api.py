@@ -229,6 +229,8 @@ def test_public_names() -> None:
         "StageRecord",
         "StoreError",
         "__version__",
+        "codecs",
+        "file",
     }
     for name in chkpt.__all__:
         assert getattr(chkpt, name) is not None

@@ -59,7 +59,7 @@ def test_separately_built_sub_pipelines_are_one_node(tmp_path: Path) -> None:
     source = counted(calls, "source", lambda: [1, 2])
     double = counted(calls, "double", lambda xs: [2 * x for x in xs])
     add = counted(calls, "add", lambda xs, n: [x + n for x in xs])
-    join = counted(calls, "join", lambda *parts: parts)
+    join = counted(calls, "join", lambda *parts: list(parts))
     # Each sub-pipeline is built on its own; none of these objects are shared.
     first = source >> double
     second = source >> double
@@ -68,7 +68,7 @@ def test_separately_built_sub_pipelines_are_one_node(tmp_path: Path) -> None:
     assert first is not second and first == second
     run = (first, second, third, fourth) >> join
     result = run.run(config(tmp_path))
-    assert result.value == ([2, 4], [2, 4], [7, 9], [7, 9])
+    assert result.value == [[2, 4], [2, 4], [7, 9], [7, 9]]
     assert calls == {"source": 1, "double": 1, "add": 1, "join": 1}
     assert [r.name for r in result.records] == ["source", "double", "add", "join"]
 
@@ -322,7 +322,24 @@ def test_keyboard_interrupt_inside_a_stage_propagates_as_itself(tmp_path: Path) 
 # --- values that JSON changes ------------------------------------------------------------------------------------
 
 
-def test_values_round_trip_as_json_does(tmp_path: Path) -> None:
+def test_json_refuses_values_it_would_return_changed(tmp_path: Path) -> None:
+    for value, problem in [
+        ({"tuple": (1, (2, 3))}, "a tuple"),
+        ({"int_keys": {1: "one"}}, "a dict key of type int"),
+        ([{"a": [None, (True, 1.5)]}], "a tuple"),
+    ]:
+
+        @chkpt.Stage.wrap()
+        def produce(value: Any = value) -> Any:
+            return value
+
+        with pytest.raises(chkpt.SerializationError, match=f"stage 'produce': json would return {problem}") as info:
+            (() >> produce).run(config(tmp_path))
+        assert "json-lossy" in str(info.value)
+        assert not (tmp_path / "produce").exists()
+
+
+def test_json_lossy_stores_values_as_json_does(tmp_path: Path) -> None:
     value = {
         "tuple": (1, (2, 3)),
         "int_keys": {1: "one", 2: "two"},
@@ -332,7 +349,7 @@ def test_values_round_trip_as_json_does(tmp_path: Path) -> None:
     }
     seen: list[Any] = []
 
-    @chkpt.Stage.wrap()
+    @chkpt.Stage.wrap(format="json-lossy")
     def produce() -> dict[Any, Any]:
         return value
 

@@ -4,9 +4,11 @@ Every stage's result is stored under a key that covers its code, its parameters 
 loads what is still valid and recomputes only what changed. See the README for the API.
 """
 
+from . import codecs
 from ._version import __version__
 from .config import Config
 from .errors import ChkptError, ChkptWarning, ConfigError, PipelineError, SerializationError, StoreError
+from .files import file
 from .pipeline import Pipeline
 from .records import Run, StageRecord
 from .stage import Stage
@@ -28,4 +30,6 @@ __all__ = [
     "StageRecord",
     "StoreError",
     "__version__",
+    "codecs",
+    "file",
 ]

@@ -23,15 +23,19 @@ class Config:
     A stage is loaded only when `load` allows it and a valid checkpoint with its exact key exists. `dir` is the
     checkpoint folder; None means the `CHKPT_DIR` environment variable, else `.chkpt` in the current directory,
     looked up when the run starts. `verbose=False` silences the per-stage lines on stderr (they still go to the
-    `chkpt` logger).
+    `chkpt` logger). `format` is the format of stages that name none ("json"; "auto" picks one by each value's
+    type). `durable=False` skips fsync when writing, for scratch work: writes stay atomic, but a power cut may
+    lose recent checkpoints.
     """
 
-    __slots__ = ("dir", "load", "store", "verbose")
+    __slots__ = ("dir", "durable", "format", "load", "store", "verbose")
 
     load: bool | frozenset[str]
     store: bool | frozenset[str]
     dir: str | os.PathLike[str] | None
     verbose: bool
+    format: str
+    durable: bool
 
     def __init__(
         self,
@@ -39,13 +43,19 @@ class Config:
         store: StageSelection = True,
         dir: str | os.PathLike[str] | None = None,
         verbose: bool = True,
+        format: str = "json",
+        durable: bool = True,
     ) -> None:
         self.load = _selection("load", load)
         self.store = _selection("store", store)
         if dir is not None and not isinstance(dir, (str, os.PathLike)):
             raise ConfigError(f"Config(dir=...) must be a path, got {type(dir).__name__}")
+        if not isinstance(format, str) or not format:
+            raise ConfigError(f"Config(format=...) must be a format's name, got {format!r}")
         self.dir = dir
         self.verbose = bool(verbose)
+        self.format = format
+        self.durable = bool(durable)
 
     def directory(self) -> str:
         """The checkpoint folder this config means now."""
@@ -77,7 +87,10 @@ class Config:
         def show(selection: bool | frozenset[str]) -> str:
             return repr(selection) if isinstance(selection, bool) else repr(sorted(selection))
 
-        return f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose})"
+        return (
+            f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose}, "
+            f"format={self.format!r}, durable={self.durable})"
+        )
 
 
 def _selection(field: str, value: object) -> bool | frozenset[str]:

@@ -17,7 +17,7 @@ import hashlib
 import types
 
 from . import canonical
-from .errors import PipelineError
+from .errors import ChkptError, PipelineError
 from .modules import module_identity, module_origin, package_version
 from .source import assignment_source, class_source, own_digest
 from .stage import Stage
@@ -68,7 +68,10 @@ class Fingerprints:
             # repr of a tuple of strings is canonical and far cheaper than the general encoding.
             identity = repr((module_identity(module), stage.name, codec)).encode("utf-8", "surrogatepass")
             self._identities[(module, stage.name, codec)] = identity
-        digest = hashlib.sha256(b"\0".join([KEY_PREFIX, identity, code_part, stage.params_digest()])).digest()
+        parts = [KEY_PREFIX, identity, code_part, stage.params_digest()]
+        if stage.watch is not None:
+            parts.append(b"watch:" + _watched(stage))
+        digest = hashlib.sha256(b"\0".join(parts)).digest()
         self._stages[id(stage)] = digest
         return digest
 
@@ -87,6 +90,14 @@ class Fingerprints:
         if cached is None:
             cached = self._functions[id(func)] = _fingerprint(func)
         return cached
+
+
+def _watched(stage: Stage[..., Any]) -> bytes:
+    assert stage.watch is not None
+    try:
+        return stage.watch()
+    except OSError as exc:
+        raise ChkptError(f"stage '{stage.name}': {exc.strerror or exc}: {exc.filename or ''}") from None
 
 
 def _fingerprint(root: Callable[..., Any]) -> bytes:

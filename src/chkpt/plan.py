@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import gc
 
-from .codecs import JSON
+from . import codecs
+from .errors import ChkptError
 from .keys import Fingerprints, node_key
 from .pipeline import Constant, Pipeline
 
@@ -29,10 +30,10 @@ class Step:
 
     `number` is its place in the plan. `action` is "compute", "load", "reuse" (a value this run already holds)
     or "skip" (not needed, because everything that uses it is loaded). `inputs` are the numbers of the input
-    steps, or Constants. `store` says whether a computed value is stored.
+    steps, or Constants. `store` says whether a computed value is stored; `format` is the stage's format.
     """
 
-    __slots__ = ("action", "inputs", "key", "number", "reason", "stage", "store")
+    __slots__ = ("action", "format", "inputs", "key", "number", "reason", "stage", "store")
 
     def __init__(
         self,
@@ -43,6 +44,7 @@ class Step:
         action: str,
         reason: str,
         store: bool,
+        format: str,
     ) -> None:
         self.number = number
         self.stage = stage
@@ -51,6 +53,7 @@ class Step:
         self.action = action
         self.reason = reason
         self.store = store
+        self.format = format
 
     def __repr__(self) -> str:
         return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
@@ -99,7 +102,7 @@ def _make_plan(
     nodes = pipeline.nodes()
     config.check_names({node.stage.name for node in nodes})
     fingerprints = Fingerprints()
-    codec = JSON.name
+    formats = _formats({node.stage for node in nodes}, config)
     step_of_node: dict[int, int] = {}
     step_of_key: dict[str, int] = {}
     keys: list[str] = []
@@ -117,7 +120,7 @@ def _make_plan(
             else:
                 node_inputs.append(item)
                 parts.append(b"C" + item.digest)
-        key = node_key(fingerprints.stage_digest(node.stage, codec), parts)
+        key = node_key(fingerprints.stage_digest(node.stage, formats[node.stage]), parts)
         index = step_of_key.get(key)
         if index is None:
             index = step_of_key[key] = len(keys)
@@ -134,22 +137,39 @@ def _make_plan(
     for index in range(len(keys) - 1, -1, -1):
         if not needed[index]:
             continue
-        action, reason = _decide(stages[index].name, keys[index], config, store, damaged, available)
+        stage = stages[index]
+        action, reason = _decide(stage.name, keys[index], formats[stage], config, store, damaged, available)
         decisions[index] = (action, reason)
         if action == "compute":
             for source in inputs[index]:
                 if isinstance(source, int):
                     needed[source] = True
     steps = [
-        Step(i, stages[i], keys[i], inputs[i], *decisions[i], config.may_store(stages[i].name))
+        Step(i, stages[i], keys[i], inputs[i], *decisions[i], config.may_store(stages[i].name), formats[stages[i]])
         for i in range(len(keys))
     ]
     return Plan(steps)
 
 
+def _formats(stages: set[Stage[..., Any]], config: Config) -> dict[Stage[..., Any], str]:
+    """Each stage's format, checked now: an unknown one or one whose package is missing fails before any stage
+    runs, naming the stage."""
+    formats = {}
+    for stage in stages:
+        name = stage.format or config.format
+        if name != codecs.AUTO:
+            try:
+                codecs.get(name)
+            except ChkptError as exc:
+                raise type(exc)(f"stage '{stage.name}': {exc}") from None
+        formats[stage] = name
+    return formats
+
+
 def _decide(
     name: str,
     key: str,
+    format_name: str,
     config: Config,
     store: LocalStore | None,
     damaged: Collection[str],
@@ -161,6 +181,6 @@ def _decide(
         return "compute", "loading is off" if config.load is False else "not in the load list"
     if key in damaged:
         return "compute", "checkpoint damaged"
-    if store is not None and store.exists(name, key, JSON.extension):
+    if store is not None and store.exists(name, key, format_name):
         return "load", "checkpoint found"
     return "compute", "no checkpoint"

@@ -12,8 +12,8 @@ import sys
 import time
 import warnings
 
+from . import codecs
 from ._version import __version__
-from .codecs import JSON
 from .config import Config
 from .errors import ChkptWarning, SerializationError, StoreError
 from .modules import module_identity
@@ -39,7 +39,7 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     """
     config = config or Config()
     uses_store = config.load is not False or config.store is not False
-    store = LocalStore(config.directory()) if uses_store else None
+    store = LocalStore(config.directory(), durable=config.durable) if uses_store else None
     runner = _Runner(config, store)
     damaged: set[str] = set()
     while True:
@@ -100,8 +100,7 @@ class _Runner:
         name = step.stage.name
         started = time.perf_counter()
         try:
-            payload = self.store.read(name, step.key, JSON.extension)
-            value = JSON.decode(payload)
+            value, size = self.store.read(name, step.key, step.format, mmap=step.stage.mmap)
         except FileNotFoundError:
             reason = "it disappeared after the run was planned"
             self._report_damage(step, reason)
@@ -109,18 +108,15 @@ class _Runner:
         except Damaged as exc:
             self._report_damage(step, str(exc))
             raise _Replan(step.key) from None
-        except ValueError as exc:
-            self._report_damage(step, f"its value does not decode: {exc}")
-            raise _Replan(step.key) from None
         except OSError as exc:
             self._report_damage(step, f"it cannot be read: {exc.strerror or exc}")
             raise _Replan(step.key) from None
         self.values[step.key] = value
-        self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, len(payload)))
+        self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size))
 
     def _report_damage(self, step: Step, reason: str) -> None:
         assert self.store is not None
-        path = self.store.path(step.stage.name, step.key, JSON.extension)
+        path = self.store.marker(step.stage.name, step.key, step.format)
         message = f"checkpoint {path} of stage '{step.stage.name}' cannot be loaded: {reason}; recomputing it"
         # The warning is what a person sees; the log record is for programs that collect logs, and is skipped
         # where nobody configured a handler, which would print the same text a second time.
@@ -147,21 +143,21 @@ class _Runner:
         if not step.store or self.store is None:
             self._record(StageRecord(stage.name, step.key, "computed", seconds, None))
             return
-        try:
-            payload = JSON.encode(value)
-        except SerializationError as exc:
-            raise SerializationError(f"stage '{stage.name}': {exc}; return a JSON-compatible value") from None
         record = {
             "chkpt_version": __version__,
             "stage": stage.name,
             "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
-            "codec": JSON.name,
+            "format": step.format,
+            "codec": step.format,
             "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "seconds": round(seconds, 6),
         }
         try:
-            size = self.store.write(stage.name, step.key, JSON.extension, payload, record)
+            codec = codecs.for_value(value) if step.format == codecs.AUTO else codecs.get(step.format)
+            size = self.store.write(stage.name, step.key, codec, value, record)
+        except SerializationError as exc:
+            raise SerializationError(f"stage '{stage.name}': {exc}") from None
         except StoreError as exc:
             raise StoreError(f"stage '{stage.name}': {exc}") from None
         self._record(StageRecord(stage.name, step.key, "stored", seconds, size))

@@ -120,6 +120,9 @@ class Stage(Generic[P, R]):
     Make one with `@Stage.wrap()`. `stage.func` is the original function and `stage(...)` calls it directly,
     with the bound parameters, and with no caching. `stage.name` names its checkpoints' folder, and, with the
     function's module, is the stage's identity in a key.
+
+    `watch`, for a stage that reads something outside the graph which changes on its own (a file, a URL), is
+    called when each run is planned, and the bytes it returns are part of the stage's key: see `chkpt.file`.
     """
 
     __slots__ = (
@@ -131,16 +134,21 @@ class Stage(Generic[P, R]):
         "_positional_call",
         "_slots",
         "_star_args",
+        "format",
         "func",
+        "mmap",
         "name",
         "parameters",
         "params",
         "version",
+        "watch",
     )
 
     func: Callable[..., R]
     name: str
     version: str | int | None
+    format: str | None
+    mmap: bool
     params: Mapping[str, Any]
     parameters: tuple[Parameter, ...]
 
@@ -150,6 +158,9 @@ class Stage(Generic[P, R]):
         *,
         name: str | None = None,
         version: str | int | None = None,
+        format: str | None = None,
+        mmap: bool = False,
+        watch: Callable[[], bytes] | None = None,
         params: Mapping[str, Any] | None = None,
         parameters: tuple[Parameter, ...] | None = None,
     ) -> None:
@@ -161,11 +172,18 @@ class Stage(Generic[P, R]):
             raise PipelineError(f"a stage needs a non-empty string name, got {name!r}; pass Stage.wrap(name=...)")
         if version is not None and not isinstance(version, (str, int)):
             raise PipelineError(f"stage '{name}': version must be a str or an int, got {type(version).__name__}")
+        if format is not None and (not isinstance(format, str) or not format):
+            raise PipelineError(f"stage '{name}': format must be a format's name, got {format!r}")
+        if mmap and format != "numpy":
+            raise PipelineError(f"stage '{name}': mmap=True memory-maps .npy checkpoints; it needs format='numpy'")
         self.func = func
         self.name = name
         self.version = version
+        self.format = format
+        self.mmap = bool(mmap)
+        self.watch = watch
         self.params = types.MappingProxyType(dict(params or {}))
-        self._hash = hash((id(func), name, version))
+        self._hash = hash((id(func), name, version, format))
         self._params_digest = _digest_params(name, self.params)
         self.parameters = read_parameters(func) if parameters is None else parameters
         self._star_args = any(p.kind == "var-positional" for p in self.parameters)
@@ -187,15 +205,19 @@ class Stage(Generic[P, R]):
         )
 
     @staticmethod
-    def wrap(name: str | None = None, version: str | int | None = None) -> Callable[[Callable[P2, R2]], Stage[P2, R2]]:
+    def wrap(
+        name: str | None = None, version: str | int | None = None, format: str | None = None, mmap: bool = False
+    ) -> Callable[[Callable[P2, R2]], Stage[P2, R2]]:
         """Decorator that turns a function into a Stage.
 
         `name` replaces the function's `__name__` as the stage's name. `version` pins the code part of the
         stage's key: while it stays the same, edits of the function's code keep its stored results valid.
+        `format` names the codec its checkpoints use (None: the config's, "json" by default); it is part of the
+        key. `mmap=True`, with format="numpy", loads checkpoints as read-only memory maps.
         """
 
         def decorate(func: Callable[P2, R2]) -> Stage[P2, R2]:
-            return Stage(func, name=name, version=version)
+            return Stage(func, name=name, version=version, format=format, mmap=mmap)
 
         return decorate
 
@@ -221,6 +243,9 @@ class Stage(Generic[P, R]):
             self.func,
             name=self.name,
             version=self.version,
+            format=self.format,
+            mmap=self.mmap,
+            watch=self.watch,
             params={**self.params, **params},
             parameters=self.parameters,
         )
@@ -288,6 +313,8 @@ class Stage(Generic[P, R]):
             self.func is other.func
             and self.name == other.name
             and self.version == other.version
+            and self.format == other.format
+            and self.mmap == other.mmap
             and self.params_digest() == other.params_digest()
         )
 

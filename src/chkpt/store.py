@@ -1,34 +1,47 @@
 """The local folder store: checkpoints that are whole or absent, and verified when read.
 
 Layout: `<dir>/<stage folder>/<key>.<ext>`, where the stage folder is the stage's name made safe for a file
-system. A checkpoint file holds its record on its first line and the value after it, as one JSON object
-`{"chkpt": <record>, "value": <value>}`, so a load reads one file and a person or `jq .value` can read it too.
-The record ends with the key, the value's length and its sha256, which every load checks: it computes what that
-end must be and compares bytes, so a load parses no JSON but the value's.
+system, in one of two forms:
 
-A write goes to a temporary file in the same folder, is flushed and fsynced, and is renamed into place, and the
-folder is fsynced: a reader sees the old state or the new one, and a crash leaves at most a temporary file that
-is never loaded.
+- JSON (formats "json" and "json-lossy"): one file holds the record on its first line and the value after it,
+  as one JSON object `{"chkpt": <record>, "value": <value>}`, so a load reads one file and `jq .value` reads it
+  too. The record ends with the key, the value's length and its sha256, which every load checks by comparing
+  bytes, so a load parses no JSON but the value's.
+- Every other format: the value in `<key>.<ext>` exactly as the codec wrote it (a real .npy or .parquet file), and
+  the record in `<key>.meta.json` beside it, written after the value: a record means a whole checkpoint. The
+  record holds the value file's size and checksum (xxh3-128 with `chkpt[fast]`, else sha256), checked on load
+  before the value is handed out, and, for pickle, before it is unpickled.
+
+A write goes to a temporary file in the same folder, is flushed, fsynced (unless the store is not durable) and
+renamed into place, and the folder is fsynced: a reader sees the old state or the new one, and a crash leaves at
+most a temporary file (`.<key>.<pid>.<random>.tmp`) that is never loaded.
 """
 
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import re
 
-from .errors import StoreError
+from . import checksums, codecs
+from .errors import ChkptError, SerializationError, StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any
+    from typing import Any, BinaryIO
+
+    from .checksums import Hasher
+    from .codecs import Codec
 
 _HEAD = b'{"chkpt": '
 _VALUE = b'"value": '
 _TAIL = b"\n}\n"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 MAX_FOLDER_NAME = 120
+META = "meta.json"
+_CHUNK = 16 * 1024 * 1024
 
 
 class Damaged(Exception):
@@ -45,11 +58,18 @@ def checksum(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
-class LocalStore:
-    """Checkpoints in a folder on this machine."""
+def is_inline(format_name: str) -> bool:
+    """Whether checkpoints of this format keep their record inside the value's file."""
+    codec = codecs.get(format_name) if format_name != codecs.AUTO else None
+    return bool(getattr(codec, "inline", False))
 
-    def __init__(self, root: str) -> None:
+
+class LocalStore:
+    """Checkpoints in a folder on this machine. `durable=False` skips the fsyncs (writes stay atomic)."""
+
+    def __init__(self, root: str, durable: bool = True) -> None:
         self.root = root
+        self.durable = durable
         self._folders: dict[str, str] = {}
 
     def path(self, stage_name: str, key: str, extension: str) -> str:
@@ -58,8 +78,14 @@ class LocalStore:
             folder = self._folders[stage_name] = os.path.join(self.root, folder_name(stage_name))
         return f"{folder}{os.sep}{key}.{extension}"
 
-    def exists(self, stage_name: str, key: str, extension: str) -> bool:
-        return os.path.isfile(self.path(stage_name, key, extension))
+    def marker(self, stage_name: str, key: str, format_name: str) -> str:
+        """The file whose presence means a whole checkpoint: the JSON file itself, or the record beside a value."""
+        if is_inline(format_name):
+            return self.path(stage_name, key, codecs.get(format_name).extension)
+        return self.path(stage_name, key, META)
+
+    def exists(self, stage_name: str, key: str, format_name: str) -> bool:
+        return os.path.isfile(self.marker(stage_name, key, format_name))
 
     def ensure_writable(self) -> None:
         """Create the folder and prove a file can be written in it, so a bad `dir` fails before any stage runs."""
@@ -74,12 +100,30 @@ class LocalStore:
                 "choose another folder with Config(dir=...) or the CHKPT_DIR environment variable"
             ) from None
 
-    def read(self, stage_name: str, key: str, extension: str) -> bytes:
-        """The payload of a checkpoint, after checking it against its record.
+    # --- reading ------------------------------------------------------------------------------------------------
 
-        Raises FileNotFoundError when there is no checkpoint and Damaged when there is one that fails a check.
+    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]:
+        """The value of a checkpoint and its size in bytes, after verifying it.
+
+        Raises FileNotFoundError when there is no checkpoint, Damaged when there is one that fails a check, and
+        StoreError when it cannot be verified here (its checksum needs a package this machine lacks).
         """
-        with open(self.path(stage_name, key, extension), "rb") as file:
+        if is_inline(format_name):
+            codec = codecs.get(format_name)
+            payload = self._read_inline(self.path(stage_name, key, codec.extension), key)
+            try:
+                return codec.decode(payload), len(payload)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                raise Damaged(f"its value does not decode: {exc}") from None
+        record = self.read_record(stage_name, key, format_name)
+        codec = _codec_for_record(record, format_name)
+        path = self.path(stage_name, key, codec.extension)
+        with open(path, "rb") as file:
+            value = _read_verified(codec, file, record, mmap)
+        return value, int(record["bytes"])
+
+    def _read_inline(self, path: str, key: str) -> bytes:
+        with open(path, "rb") as file:
             data = file.read()
         end = data.find(b"\n")
         head, rest = data[:end], data[end + 1 :]
@@ -92,55 +136,170 @@ class LocalStore:
             raise Damaged("its record does not match its key, or its value's length and checksum")
         return payload
 
-    def read_record(self, stage_name: str, key: str, extension: str) -> dict[str, Any]:
+    def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
-        with open(self.path(stage_name, key, extension), "rb") as file:
-            head = file.readline()
+        path = self.marker(stage_name, key, format_name)
+        with open(path, "rb") as file:
+            head = file.readline() if is_inline(format_name) else file.read()
+        text = head[len(_HEAD) :].rstrip().removesuffix(b",") if is_inline(format_name) else head
         try:
-            record = json.loads(head[len(_HEAD) :].rstrip().removesuffix(b","))
+            record = json.loads(text)
         except ValueError:
             raise Damaged("its record is not valid JSON") from None
-        if not head.startswith(_HEAD) or not isinstance(record, dict):
-            raise Damaged("its first line is not a chkpt record")
+        if not isinstance(record, dict) or record.get("key") != key:
+            raise Damaged("its record is not a chkpt record for this key")
         return record
 
-    def write(self, stage_name: str, key: str, extension: str, payload: bytes, record: dict[str, Any]) -> int:
-        """Store a checkpoint atomically and durably; returns the payload's size.
+    # --- writing ------------------------------------------------------------------------------------------------
 
-        `record` is completed with the payload's length and checksum. On any failure no file is left behind.
+    def write(self, stage_name: str, key: str, codec: Codec, value: Any, record: dict[str, Any]) -> int:
+        """Store a checkpoint atomically; returns the value's size in bytes.
+
+        `record` is completed with the format, size and checksum. A value the codec cannot write raises
+        SerializationError, a failed write StoreError; either way no file is left behind.
         """
-        fields = json.dumps({name: value for name, value in record.items() if name not in _CHECKED})
-        opening = fields[:-1] + ", " if fields != "{}" else "{"
-        head = _HEAD + opening.encode("ascii") + _record_end(key, payload) + b",\n" + _VALUE
-        final = self.path(stage_name, key, extension)
+        if getattr(codec, "inline", False):
+            payload = codec.encode(value)  # type: ignore[attr-defined]
+            fields = json.dumps({name: v for name, v in record.items() if name not in _CHECKED})
+            opening = fields[:-1] + ", " if fields != "{}" else "{"
+            head = _HEAD + opening.encode("ascii") + _record_end(key, payload) + b",\n" + _VALUE
+            self._atomic(self.path(stage_name, key, codec.extension), lambda file: _write_all(file, head, payload))
+            return len(payload)
+        algorithm = checksums.preferred()
+        hasher = checksums.new(algorithm)
+        self._atomic(
+            self.path(stage_name, key, codec.extension), lambda file: _write_hashed(codec, value, file, hasher)
+        )
+        size = os.path.getsize(self.path(stage_name, key, codec.extension))
+        full = {
+            **record,
+            "codec": codec.name,
+            "key": key,
+            "bytes": size,
+            "checksum": checksums.label(algorithm, hasher),
+        }
+        meta = json.dumps(full, indent=1).encode("ascii")
+        self._atomic(self.path(stage_name, key, META), lambda file: file.write(meta))
+        return size
+
+    def _atomic(self, final: str, fill: Any) -> None:
         folder = os.path.dirname(final)
-        temporary = os.path.join(folder, f".{key}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
+        temporary = os.path.join(folder, f".{os.path.basename(final)}.{os.getpid()}.{os.urandom(4).hex()}.tmp")
         try:
             os.makedirs(folder, exist_ok=True)
-            fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            fd = os.open(temporary, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
             try:
-                with open(fd, "wb", closefd=True) as file:
-                    file.write(head)
-                    file.write(payload)
-                    file.write(_TAIL)
+                with open(fd, "w+b", closefd=True) as file:
+                    fill(file)
                     file.flush()
-                    os.fsync(file.fileno())
+                    if self.durable:
+                        os.fsync(file.fileno())
                 os.replace(temporary, final)
             except BaseException:
                 _remove(temporary)
                 raise
-            _fsync_folder(folder)
+            if self.durable:
+                _fsync_folder(folder)
         except OSError as exc:
             raise StoreError(f"cannot write checkpoint {final!r}: {exc.strerror or exc}") from None
-        return len(payload)
 
 
 _CHECKED = ("key", "bytes", "checksum")
 
 
 def _record_end(key: str, payload: bytes) -> bytes:
-    """How a record ends: the fields a load checks, in this order, as json.dumps writes them."""
+    """How an inline record ends: the fields a load checks, in this order, as json.dumps writes them."""
     return b'"key": "%s", "bytes": %d, "checksum": "%s"}' % (key.encode(), len(payload), checksum(payload).encode())
+
+
+def _write_all(file: BinaryIO, head: bytes, payload: bytes) -> None:
+    file.write(head)
+    file.write(payload)
+    file.write(_TAIL)
+
+
+class _HashingWriter(io.RawIOBase):
+    """A write-only file to hand a codec: what it writes goes to the real file and through the hasher, with no
+    copy. Closing it leaves the real file open for the store to finish."""
+
+    def __init__(self, file: BinaryIO, hasher: Hasher) -> None:
+        super().__init__()
+        self.file = file
+        self.hasher = hasher
+        self.name = file.name
+
+    def write(self, data: Any) -> int:
+        self.hasher.update(data)
+        return self.file.write(data)
+
+    def flush(self) -> None:
+        self.file.flush()
+
+    def tell(self) -> int:
+        return self.file.tell()
+
+    def writable(self) -> bool:
+        return True
+
+
+def _write_hashed(codec: Codec, value: Any, file: BinaryIO, hasher: Hasher) -> None:
+    try:
+        write_hashed = getattr(codec, "write_hashed", None)
+        if write_hashed is not None:
+            write_hashed(value, file, hasher)
+        else:
+            codec.write(value, _HashingWriter(file, hasher))  # type: ignore[arg-type]
+    except (SerializationError, OSError, MemoryError):
+        raise
+    except Exception as exc:
+        raise SerializationError(f"format '{codec.name}' cannot store a {type(value).__name__}: {exc}") from exc
+
+
+def _codec_for_record(record: dict[str, Any], format_name: str) -> Codec:
+    """The codec to read a checkpoint with: the stage's own, or for "auto" the safe one its record names."""
+    if format_name != codecs.AUTO:
+        if record.get("codec") != format_name:
+            raise Damaged(f"its record says format {record.get('codec')!r}, not the stage's {format_name!r}")
+        return codecs.get(format_name)
+    named = record.get("codec")
+    if not isinstance(named, str) or named not in codecs.AUTO_SAFE:
+        raise Damaged(f"its record names format {named!r}, which 'auto' never writes")
+    try:
+        return codecs.get(named)
+    except ChkptError as exc:
+        raise StoreError(str(exc)) from None
+
+
+def _read_verified(codec: Codec, file: BinaryIO, record: dict[str, Any], mmap: bool) -> Any:
+    algorithm, _, expected = str(record.get("checksum", "")).partition(":")
+    hasher = checksums.new(algorithm)
+    size = os.fstat(file.fileno()).st_size
+    if size != record.get("bytes"):
+        raise Damaged(f"its value file has {size} bytes, its record says {record.get('bytes')}")
+    read_hashed = getattr(codec, "read_hashed", None)
+    try:
+        if read_hashed is not None:
+            value = read_hashed(file, hasher, mmap) if mmap else read_hashed(file, hasher)
+        else:
+            # Verify before decoding: a damaged (or planted) file is never handed to the codec.
+            while chunk := file.read(_CHUNK):
+                hasher.update(chunk)
+            file.seek(0)
+            value = None
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise Damaged(f"its value does not load: {exc}") from None
+    if hasher.hexdigest() != expected:
+        raise Damaged("its value does not match the checksum in its record")
+    if read_hashed is not None:
+        return value
+    try:
+        return codec.read(file)
+    except MemoryError:
+        raise
+    except Exception as exc:
+        raise Damaged(f"its value does not load: {exc}") from None
 
 
 def _remove(path: str) -> None:
