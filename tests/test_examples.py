@@ -126,3 +126,21 @@ def test_sweep_prepares_once_and_the_second_sweep_trains_only_the_new_rate(tmp_p
     assert second.stages("loaded") == Counter({"prepare": 1, "evaluate": 3})
     assert second.trained() == ["0.3"]
     assert second.field("best").startswith("lr=0.3 ")
+
+
+def test_arrays_keys_by_file_content_and_loads_a_memory_map(tmp_path: Path) -> None:
+    runs = sections(run_example("arrays.py", tmp_path))
+    assert [s.title for s in runs] == [
+        "first run: computes every stage",
+        "second run: loads the summary",
+        "a new stage: loads standardize's array as a memory map",
+        "after editing the file: everything downstream of it recomputes",
+    ]
+    everything = Counter(["file:measurements.csv", "read_measurements", "standardize", "covariance", "summary"])
+    first, second, new_stage, edited = runs
+    assert first.stages("computed") == everything and first.stages("loaded") == Counter()
+    assert second.stages("computed") == Counter() and second.stages("loaded") == Counter(["summary"])
+    assert new_stage.stages("computed") == Counter(["outliers"])
+    assert new_stage.stages("loaded") == Counter(["standardize"])
+    assert "'loaded as': 'memmap'" in new_stage.field("value")
+    assert edited.stages("computed") == everything and edited.stages("loaded") == Counter()
