@@ -3,14 +3,14 @@
 The pipeline reads a sales file and a city -> region lookup file, drops rows that cannot be used, normalizes the
 rest and aggregates a small report:
 
-    read_sales -> drop_bad_rows -> normalize --+
-    read_sales ---------------------------------+--> report
-    read_regions ------------------------------+
+    file:sales.csv -> read_sales -> drop_bad_rows -> normalize --+
+                      read_sales ---------------------------------+--> report
+    file:regions.csv -> read_regions ------------------------------+
 
-A file changes without chkpt knowing, so a stage that reads one takes the file's digest as a bound parameter:
-the digest is part of the stage's key, so a new file content is a new key and everything downstream of it has
-new keys too. The example runs the pipeline, edits the lookup file, reruns, edits the sales file and reruns,
-and each rerun computes only the stages downstream of the file that changed.
+A file changes without chkpt knowing, so each file enters the graph through `chkpt.file(path)`, a source stage
+whose key covers the file's content: a new content is a new key, and everything downstream of it has new keys
+too. The pipeline is built once; the example runs it, edits the lookup file, reruns, edits the sales file and
+reruns, and each rerun computes only the stages downstream of the file that changed.
 
 Run it from anywhere: python examples/clean_csv.py (it writes its files under the system temp dir).
 """
@@ -18,7 +18,6 @@ Run it from anywhere: python examples/clean_csv.py (it writes its files under th
 from __future__ import annotations
 
 import csv
-import hashlib
 import json
 import os
 import shutil
@@ -56,21 +55,13 @@ def read_csv(path: str) -> list[Row]:
         return list(csv.DictReader(file))
 
 
-def file_digest(path: str) -> str:
-    """The sha256 of a file's content. (A file's size and mtime are cheaper for big files, but an edit within
-    the mtime's resolution that keeps the size would go unnoticed.)"""
-    with open(path, "rb") as file:
-        return hashlib.sha256(file.read()).hexdigest()
-
-
-# `digest` is not used in the body: it is there so that the stage's key covers the file's content.
 @chkpt.Stage.wrap()
-def read_sales(path: str, digest: str) -> list[Row]:
+def read_sales(path: str) -> list[Row]:
     return read_csv(path)
 
 
 @chkpt.Stage.wrap()
-def read_regions(path: str, digest: str) -> list[Row]:
+def read_regions(path: str) -> list[Row]:
     return read_csv(path)
 
 
@@ -131,9 +122,9 @@ def report(raw: list[Row], rows: list[Row], regions: list[Row]) -> dict[str, Any
 
 
 def build(sales_path: str, regions_path: str) -> chkpt.Pipeline[dict[str, Any]]:
-    """The pipeline for the files as they are now: build it again after a file changes, for its new digest."""
-    sales = read_sales.bind(path=sales_path, digest=file_digest(sales_path))
-    regions = read_regions.bind(path=regions_path, digest=file_digest(regions_path))
+    """The pipeline. The files' contents are read into the keys when each run is planned, not here."""
+    sales = (chkpt.file(sales_path),) >> read_sales
+    regions = (chkpt.file(regions_path),) >> read_regions
     # read_sales appears twice but has the same key in both places, so it runs (or loads) once.
     return (sales, sales >> drop_bad_rows >> normalize, regions) >> report
 
@@ -161,19 +152,20 @@ def main() -> None:
     with open(regions_path, "w", encoding="utf-8") as file:
         file.write(REGIONS)
     config = chkpt.Config(load=True, dir=os.path.join(base, "checkpoints"))
+    pipeline = build(sales_path, regions_path)
 
-    show("first run: computes every stage", build(sales_path, regions_path).run(config))
+    show("first run: computes every stage", pipeline.run(config))
 
     # The lookup file gains the missing city: only read_regions and report are computed. The cleaned rows are
     # loaded from normalize's checkpoint, so drop_bad_rows is not even needed.
     with open(regions_path, "a", encoding="utf-8") as file:
         file.write("Cologne,West\n")
-    show("after adding Cologne to regions.csv", build(sales_path, regions_path).run(config))
+    show("after adding Cologne to regions.csv", pipeline.run(config))
 
     # A new day of sales arrives: everything downstream of the sales file is computed, read_regions is loaded.
     with open(sales_path, "a", encoding="utf-8") as file:
         file.write("2024-03-03,Leipzig,Coffee,6,4.50\n2024-03-03,Berlin,Tea,two,3.20\n")
-    show("after appending to sales.csv", build(sales_path, regions_path).run(config))
+    show("after appending to sales.csv", pipeline.run(config))
 
 
 if __name__ == "__main__":

@@ -94,20 +94,22 @@ def test_quickstart_second_run_loads_and_computes_nothing(tmp_path: Path) -> Non
 def test_clean_csv_recomputes_only_what_is_downstream_of_the_edited_file(tmp_path: Path) -> None:
     first, regions_edited, sales_edited = sections(run_example("clean_csv.py", tmp_path))
 
-    all_stages = ["read_sales", "read_regions", "drop_bad_rows", "normalize", "report"]
+    all_stages = ["file:sales.csv", "file:regions.csv", "read_sales", "read_regions", "drop_bad_rows", "normalize"]
+    all_stages.append("report")
     assert first.stages("computed") == Counter(all_stages)
     assert first.stages("loaded") == Counter()
     assert "unknown" in first.field("revenue by region")
     assert first.field("rows read") == "9"
 
     # regions.csv changed: its reader and the report; the cleaned rows come from normalize's checkpoint.
-    assert regions_edited.stages("computed") == Counter(["read_regions", "report"])
+    assert regions_edited.stages("computed") == Counter(["file:regions.csv", "read_regions", "report"])
     assert regions_edited.stages("loaded") == Counter(["read_sales", "normalize"])
     assert "unknown" not in regions_edited.field("revenue by region")
     assert '"West": 18.0' in regions_edited.field("revenue by region")
 
     # sales.csv changed: everything downstream of it; the unchanged lookup file is loaded.
-    assert sales_edited.stages("computed") == Counter(["read_sales", "drop_bad_rows", "normalize", "report"])
+    changed = ["file:sales.csv", "read_sales", "drop_bad_rows", "normalize", "report"]
+    assert sales_edited.stages("computed") == Counter(changed)
     assert sales_edited.stages("loaded") == Counter(["read_regions"])
     assert sales_edited.field("rows read") == "11"
     assert sales_edited.field("rows dropped") == "4"
