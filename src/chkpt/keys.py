@@ -49,6 +49,7 @@ class Fingerprints:
         self._functions: dict[int, bytes] = {}
         self._stages: dict[int, bytes] = {}
         self._identities: dict[tuple[str, str, str], bytes] = {}
+        self.watched: dict[int, bytes] = {}
 
     def stage_digest(self, stage: Stage[..., Any], codec: str) -> bytes:
         """Everything in a stage's key except its inputs."""
@@ -70,7 +71,8 @@ class Fingerprints:
             self._identities[(module, stage.name, codec)] = identity
         parts = [KEY_PREFIX, identity, code_part, stage.params_digest()]
         if stage.watch is not None:
-            parts.append(b"watch:" + _watched(stage))
+            self.watched[id(stage)] = _watched(stage)
+            parts.append(b"watch:" + self.watched[id(stage)])
         digest = hashlib.sha256(b"\0".join(parts)).digest()
         self._stages[id(stage)] = digest
         return digest

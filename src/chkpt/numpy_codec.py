@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from .checksums import Hasher
 
 
+_CHUNK = 8 * 1024 * 1024
+
+
 class NumpyCodec:
     """An ndarray (not of dtype object, which would need pickle) as .npy. `read(file, mmap=True)` returns a
     read-only memory map of the checkpoint instead of an array in memory."""
@@ -51,7 +54,15 @@ class NumpyCodec:
 
     def read_hashed(self, file: BinaryIO, hasher: Hasher, mmap: bool = False) -> Any:
         """Read like `read`, and feed `hasher` the file's bytes."""
-        array = self.read(file, mmap)
+        if mmap:
+            # Hashing through the map would map every page into this process; reading the file through one
+            # reused buffer verifies it without keeping it in memory, and the map is opened after.
+            buffer = bytearray(_CHUNK)
+            view = memoryview(buffer)
+            while size := file.readinto(buffer):  # type: ignore[attr-defined]
+                hasher.update(view[:size])
+            return self.read(file, mmap=True)
+        array = self.read(file)
         end = file.seek(0, 2)
         _hash_file_order(array, end, file, hasher)
         return array
@@ -69,6 +80,6 @@ def _hash_file_order(array: Any, end: int, file: BinaryIO, hasher: Hasher) -> No
     elif array.flags.f_contiguous:
         hasher.update(memoryview(array.reshape(-1, order="F").view(np.uint8)))
     else:
-        while chunk := file.read(16 * 1024 * 1024):
+        while chunk := file.read(_CHUNK):
             hasher.update(chunk)
     file.seek(end)

@@ -30,10 +30,11 @@ class Step:
 
     `number` is its place in the plan. `action` is "compute", "load", "reuse" (a value this run already holds)
     or "skip" (not needed, because everything that uses it is loaded). `inputs` are the numbers of the input
-    steps, or Constants. `store` says whether a computed value is stored; `format` is the stage's format.
+    steps, or Constants. `store` says whether a computed value is stored; `format` is the stage's format;
+    `watched` what the stage's `watch` returned for its key (None for a stage without one).
     """
 
-    __slots__ = ("action", "format", "inputs", "key", "number", "reason", "stage", "store")
+    __slots__ = ("action", "format", "inputs", "key", "number", "reason", "stage", "store", "watched")
 
     def __init__(
         self,
@@ -45,6 +46,7 @@ class Step:
         reason: str,
         store: bool,
         format: str,
+        watched: bytes | None = None,
     ) -> None:
         self.number = number
         self.stage = stage
@@ -54,6 +56,7 @@ class Step:
         self.reason = reason
         self.store = store
         self.format = format
+        self.watched = watched
 
     def __repr__(self) -> str:
         return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
@@ -145,7 +148,16 @@ def _make_plan(
                 if isinstance(source, int):
                     needed[source] = True
     steps = [
-        Step(i, stages[i], keys[i], inputs[i], *decisions[i], config.may_store(stages[i].name), formats[stages[i]])
+        Step(
+            i,
+            stages[i],
+            keys[i],
+            inputs[i],
+            *decisions[i],
+            config.may_store(stages[i].name),
+            formats[stages[i]],
+            fingerprints.watched.get(id(stages[i])),
+        )
         for i in range(len(keys))
     ]
     return Plan(steps)

@@ -80,11 +80,19 @@ class _Runner:
                 for item in step.inputs:
                     if isinstance(item, int):
                         consumers[item] += 1
+        # For each computed step, the watched steps (files) whose content flows out of it: a source that changed
+        # during the run must not have results made from its new content stored under its old content's key.
+        carries: dict[int, frozenset[int]] = {}
+        watching = any(step.watched is not None for step in steps)
         position = 0
         for step in steps:
             if step.action == "compute":
                 position += 1
-                self._compute(step, steps, position)
+                upstream: frozenset[int] = frozenset()
+                if watching:
+                    upstream = upstream.union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
+                    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
+                self._compute(step, steps, position, [steps[i] for i in upstream])
                 for item in step.inputs:
                     if isinstance(item, int):
                         consumers[item] -= 1
@@ -124,7 +132,7 @@ class _Runner:
             self.logger.warning(message)
         warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
 
-    def _compute(self, step: Step, steps: list[Step], position: int) -> None:
+    def _compute(self, step: Step, steps: list[Step], position: int, sources: list[Step]) -> None:
         stage = step.stage
         args = tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
         started = time.perf_counter()
@@ -140,7 +148,7 @@ class _Runner:
             raise
         seconds = time.perf_counter() - started
         self.values[step.key] = value
-        if not step.store or self.store is None:
+        if not step.store or self.store is None or self._changed_since_planned(step, sources):
             self._record(StageRecord(stage.name, step.key, "computed", seconds, None))
             return
         record = {
@@ -161,6 +169,24 @@ class _Runner:
         except StoreError as exc:
             raise StoreError(f"stage '{stage.name}': {exc}") from None
         self._record(StageRecord(stage.name, step.key, "stored", seconds, size))
+
+    def _changed_since_planned(self, step: Step, sources: list[Step]) -> bool:
+        """Whether a watched source this value was made from changed after the run was planned; if so, warn."""
+        for source in sources:
+            assert source.stage.watch is not None
+            try:
+                unchanged = source.stage.watch() == source.watched
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                message = (
+                    f"'{source.stage.name}' changed while this run was going, so the result of stage "
+                    f"'{step.stage.name}' is not stored: it may come from the new content, and its key is the old "
+                    "content's. The next run computes it again."
+                )
+                warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
+                return True
+        return False
 
     def _record(self, record: StageRecord) -> None:
         self.records.append(record)
