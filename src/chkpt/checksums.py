@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 
 SHA256 = "sha256"
 XXH3 = "xxh3_128"
+ALGORITHMS = (SHA256, XXH3)
 
 _fast: list[bool] = []
 

@@ -33,11 +33,11 @@ class PandasCodec:
         try:
             value.to_parquet(file, engine="pyarrow")
         except (TypeError, ValueError, NotImplementedError) as exc:
-            raise SerializationError(f"this DataFrame cannot be stored as Parquet: {exc}") from None
+            raise SerializationError(f"format 'pandas' cannot store this DataFrame as Parquet: {exc}") from None
         except Exception as exc:
             # pyarrow's own errors (ArrowInvalid, ArrowTypeError, ...) derive from these or from ArrowException.
             if type(exc).__module__.startswith("pyarrow"):
-                raise SerializationError(f"this DataFrame cannot be stored as Parquet: {exc}") from None
+                raise SerializationError(f"format 'pandas' cannot store this DataFrame as Parquet: {exc}") from None
             raise
 
     def read(self, file: BinaryIO) -> Any:

@@ -119,6 +119,9 @@ class _Runner:
         except OSError as exc:
             self._report_damage(step, f"it cannot be read: {exc.strerror or exc}")
             raise _Replan(step.key) from None
+        except StoreError as exc:
+            path = self.store.marker(name, step.key, step.format)
+            raise StoreError(f"stage '{name}': checkpoint {path}: {exc}") from None
         self.values[step.key] = value
         self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size))
 
@@ -163,7 +166,7 @@ class _Runner:
         }
         try:
             codec = codecs.for_value(value) if step.format == codecs.AUTO else codecs.get(step.format)
-            size = self.store.write(stage.name, step.key, codec, value, record)
+            size = self.store.write(stage.name, step.key, step.format, codec, value, record)
         except SerializationError as exc:
             raise SerializationError(f"stage '{stage.name}': {exc}") from None
         except StoreError as exc:

@@ -152,13 +152,16 @@ class LocalStore:
 
     # --- writing ------------------------------------------------------------------------------------------------
 
-    def write(self, stage_name: str, key: str, codec: Codec, value: Any, record: dict[str, Any]) -> int:
-        """Store a checkpoint atomically; returns the value's size in bytes.
+    def write(
+        self, stage_name: str, key: str, format_name: str, codec: Codec, value: Any, record: dict[str, Any]
+    ) -> int:
+        """Store a checkpoint of a stage of format `format_name`, written by `codec` (for "auto", the one it
+        chose); returns the value's size in bytes.
 
-        `record` is completed with the format, size and checksum. A value the codec cannot write raises
+        `record` is completed with the codec, size and checksum. A value the codec cannot write raises
         SerializationError, a failed write StoreError; either way no file is left behind.
         """
-        if getattr(codec, "inline", False):
+        if is_inline(format_name):
             payload = codec.encode(value)  # type: ignore[attr-defined]
             fields = json.dumps({name: v for name, v in record.items() if name not in _CHECKED})
             opening = fields[:-1] + ", " if fields != "{}" else "{"
@@ -272,6 +275,8 @@ def _codec_for_record(record: dict[str, Any], format_name: str) -> Codec:
 
 def _read_verified(codec: Codec, file: BinaryIO, record: dict[str, Any], mmap: bool) -> Any:
     algorithm, _, expected = str(record.get("checksum", "")).partition(":")
+    if algorithm not in checksums.ALGORITHMS:
+        raise Damaged(f"its record names no checksum chkpt knows ({record.get('checksum')!r})")
     hasher = checksums.new(algorithm)
     size = os.fstat(file.fileno()).st_size
     if size != record.get("bytes"):
