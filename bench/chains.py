@@ -89,3 +89,15 @@ def hamilton_layers(layers: int, width: int) -> str:
             a, b = f"n{layer - 1}_{j}", f"n{layer - 1}_{(j + 1) % width}"
             parts.append(f"def n{layer}_{j}({a}: int, {b}: int) -> int:\n    return {a} + {b}\n\n\n")
     return "".join(parts).rstrip() + "\n"
+
+
+def big_stages() -> str:
+    """Two numpy stages for the key-time measurement: a source that makes an array of `mib` MiB, and a
+    consumer that takes it as its input."""
+    return (
+        HEADER
+        + "import numpy as np\n\nimport chkpt\n\n\n"
+        + '@chkpt.Stage.wrap(format="numpy")\ndef big_source(mib=1):\n'
+        + "    return np.arange(mib * 131072, dtype=np.float64)\n\n\n"
+        + '@chkpt.Stage.wrap(format="numpy")\ndef consumer(array):\n    return array * 2\n'
+    )

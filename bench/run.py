@@ -1,14 +1,19 @@
 """chkpt's speed next to its floors and peers, all measured in this run: `python bench/run.py`.
 
-Prints one table (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a layered
-graph, and building a long chain. Every measurement runs in a child process started with this interpreter and is
-timed inside the child, so interpreter start-up is not part of any figure. Peers (joblib, dask, Hamilton) are
-optional: a peer that is not installed shows as 'not installed'. Generated modules, stores and caches live in
-bench/out/run-<pid>/ and are removed at the end (pass --keep to keep them). Progress goes to stderr.
+Prints two tables. "Core" (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a
+layered graph, and building a long chain. "Formats" (issue 3, "Speed"): storing and loading a 256 MiB numpy array
+(durable, scratch, with and without the chkpt[fast] extra), the key time of a stage taking a big array, and the
+JSON codec on a 50 MB list of small dicts. `--only core` or `--only formats` runs one of them.
+
+Every measurement runs in a child process started with this interpreter and is timed inside the child, so
+interpreter start-up is not part of any figure. Peers (joblib, dask, Hamilton) are optional: a peer that is not
+installed shows as 'not installed'. Generated modules, stores, caches and data files live in bench/out/run-<pid>/
+and are removed at the end (pass --keep to keep them). Progress goes to stderr.
 """
 
 from __future__ import annotations
 
+import argparse
 import compileall
 import importlib.util
 import json
@@ -25,6 +30,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import chains  # noqa: E402
+import format_workloads  # noqa: E402
 
 OUT = BENCH / "out"
 WORK = OUT / f"run-{os.getpid()}"
@@ -56,9 +62,10 @@ def installed(module: str) -> bool:
     return importlib.util.find_spec(module) is not None
 
 
-def child(name: str, **args: Any) -> dict[str, Any]:
-    """Run workloads.NAME(**args) in a fresh interpreter and return what it measured."""
-    code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import workloads; workloads.main()"
+def child(name: str, runner: str = "workloads", **args: Any) -> dict[str, Any]:
+    """Run RUNNER.NAME(**args) (a function of bench/workloads.py, or of another module of bench/ given as
+    `runner`) in a fresh interpreter and return what it measured."""
+    code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import {runner}; {runner}.main()"
     args["workdir"] = str(WORK)
     proc = subprocess.run(
         [sys.executable, "-c", code, name, json.dumps(args)],
@@ -127,19 +134,25 @@ def print_table(header: list[str], rows: list[Row]) -> None:
 # --- set-up ---------------------------------------------------------------------------------------------------
 
 
-def write_modules() -> None:
-    """Generate the benchmark's modules in WORK and compile them, and compile chkpt itself."""
+def write_modules(core: bool, formats: bool) -> None:
+    """Generate the modules the chosen tables need in WORK and compile them, and compile chkpt itself."""
     WORK.mkdir(parents=True)
-    modules = {
-        "chain_distinct": chains.chkpt_chain_distinct(CHAIN),
-        "chain_bound": chains.chkpt_chain_bound(CHAIN),
-        "jl_chain_distinct": chains.joblib_chain_distinct(CHAIN),
-        "jl_chain_bound": chains.joblib_chain_bound(CHAIN),
-        "ham_chain": chains.hamilton_chain(CHAIN),
-        "layer_funcs": chains.layer_functions(),
-    }
-    for layers in HAMILTON_LAYERS:
-        modules[f"ham_layers_{layers}"] = chains.hamilton_layers(layers, WIDTH)
+    modules: dict[str, str] = {}
+    if core:
+        modules.update(
+            {
+                "chain_distinct": chains.chkpt_chain_distinct(CHAIN),
+                "chain_bound": chains.chkpt_chain_bound(CHAIN),
+                "jl_chain_distinct": chains.joblib_chain_distinct(CHAIN),
+                "jl_chain_bound": chains.joblib_chain_bound(CHAIN),
+                "ham_chain": chains.hamilton_chain(CHAIN),
+                "layer_funcs": chains.layer_functions(),
+            }
+        )
+        for layers in HAMILTON_LAYERS:
+            modules[f"ham_layers_{layers}"] = chains.hamilton_layers(layers, WIDTH)
+    if formats:
+        modules["big_stages"] = chains.big_stages()
     # Date the files an hour back: a warm rerun is a run of code that was not just edited (chkpt double-checks
     # source files modified around its process's start, which a file written a second ago would be).
     an_hour_ago = time.time() - 3600
@@ -391,9 +404,346 @@ def measure_chain_build() -> list[Row]:
     return rows
 
 
+# --- formats (issue 3) ------------------------------------------------------------------------------------------
+
+ARRAY_MIB = 256  # the big array: 256 MiB of float64
+SMALL_MIB = 1  # the small input of the key-time row
+JSON_ITEMS = 640_000  # small dicts: ~49.5 MB as compact JSON, ~56.5 MB with json.dumps's default separators
+NUMPY_STORE_REPEATS = 6
+NUMPY_LOAD_REPEATS = 6
+KEY_CHILDREN = 5  # fresh processes per tool and size ...
+KEY_CALLS = 5  # ... each timing this many calls
+JSON_STORE_REPEATS = 4
+JSON_LOAD_REPEATS = 5
+Result = dict[str, Any] | str  # what a child measured, or why it failed
+
+
+def formats_child(name: str, **args: Any) -> dict[str, Any]:
+    return child(name, runner="format_workloads", **args)
+
+
+def best_of(tasks: dict[str, tuple[str, dict[str, Any]]], repeats: int) -> dict[str, Result]:
+    """Run every task `repeats` times, each in a fresh child, in rounds (so a slow spell of the machine hits
+    every task alike) whose order rotates, and keep for each task the minimum of each timing it reports, or why
+    it failed."""
+    best: dict[str, Result] = {}
+    names = list(tasks)
+    for round in range(repeats):
+        # Each round starts one task further on, so that no task always follows the same one.
+        shift = round % len(names)
+        for name in names[shift:] + names[:shift]:
+            function, args = tasks[name]
+            previous = best.get(name)
+            if isinstance(previous, str):
+                continue
+            try:
+                result = formats_child(function, **args)
+            except (ChildError, subprocess.TimeoutExpired) as exc:
+                best[name] = f"failed: {exc}"
+                continue
+            if previous is not None:
+                for field, value in result.items():
+                    if isinstance(value, float):
+                        result[field] = min(value, previous[field])
+            best[name] = result
+    return best
+
+
+def seconds_of(result: Result | None, field: str = "seconds") -> float | None:
+    return result[field] if isinstance(result, dict) else None
+
+
+def duration(seconds: float) -> str:
+    """Three significant digits: us below 1 ms, ms below 1 s, else s."""
+    if seconds < 0.9995e-3:
+        return f"{seconds * 1e6:.3g} us"
+    return f"{seconds * 1e3:.3g} ms" if seconds < 0.9995 else f"{seconds:.3g} s"
+
+
+def shown(result: Result | None, field: str = "seconds") -> str:
+    if result is None:
+        return "not measured"
+    return result if isinstance(result, str) else duration(result[field])
+
+
+def versus(result: Result | None, floor: Result | None, label: str = "floor") -> tuple[str, float | None]:
+    """The figure with its ratio to the floor's, and the ratio (None when either failed)."""
+    mine, theirs = seconds_of(result), seconds_of(floor)
+    if mine is None or theirs is None:
+        return shown(result), None
+    return f"{duration(mine)} ({mine / theirs:.2f}x {label})", mine / theirs
+
+
+def judged(ratio: float | None, limit: float) -> str:
+    return "NO" if ratio is None else verdict(ratio <= limit)
+
+
+def measure_numpy_store() -> list[Row]:
+    log(f"numpy store of a {ARRAY_MIB} MiB array, {NUMPY_STORE_REPEATS} fresh processes each")
+    root = str(WORK / "numpy_store")
+    base = {"root": root, "mib": ARRAY_MIB}
+    tasks: dict[str, tuple[str, dict[str, Any]]] = {
+        "chkpt": ("numpy_store", {**base, "tool": "chkpt"}),
+        "chkpt_sha": ("numpy_store", {**base, "tool": "chkpt", "fast": False}),
+        "save_fsync": ("numpy_store", {**base, "tool": "save_fsync"}),
+        "scratch": ("numpy_store", {**base, "tool": "chkpt_scratch"}),
+        "scratch_sha": ("numpy_store", {**base, "tool": "chkpt_scratch", "fast": False}),
+        "save": ("numpy_store", {**base, "tool": "save"}),
+    }
+    if installed("joblib"):
+        tasks["joblib"] = ("numpy_store", {**base, "tool": "joblib"})
+    best = best_of(tasks, NUMPY_STORE_REPEATS)
+    best.setdefault("joblib", "joblib not installed")
+    for name, expected in (("chkpt", "xxh3_128"), ("chkpt_sha", "sha256")):
+        result = best[name]
+        assert not isinstance(result, dict) or result["checksum"] == expected, (name, result)
+    durable, durable_ratio = versus(best["chkpt"], best["save_fsync"])
+    durable_sha, _ = versus(best["chkpt_sha"], best["save_fsync"])
+    scratch, scratch_ratio = versus(best["scratch"], best["joblib"], "joblib")
+    scratch_sha, _ = versus(best["scratch_sha"], best["joblib"], "joblib")
+    save_fsync = [shown(best["save_fsync"]), "(np.save into an open file", " + flush + os.fsync)"]
+    return [
+        [
+            [f"numpy store, durable: {ARRAY_MIB} MiB", "float64, chkpt[fast] (xxh3-128)"],
+            durable,
+            save_fsync,
+            "",
+            "<= 1.25x floor",
+            judged(durable_ratio, 1.25),
+        ],
+        [
+            ["  the same without xxhash", "  (sha256, stdlib only)"],
+            durable_sha,
+            "(the same floor)",
+            "",
+            "- (info: no chkpt[fast])",
+            "-",
+        ],
+        [
+            ["Config(durable=False) store: no fsync,", f"still atomic; {ARRAY_MIB} MiB, chkpt[fast]"],
+            scratch,
+            [shown(best["save"]), "(np.save into an open file)"],
+            f"joblib.dump: {shown(best['joblib'])}",
+            "<= 1.2x joblib.dump",
+            judged(scratch_ratio, 1.2),
+        ],
+        [
+            ["  the same without xxhash", "  (sha256, stdlib only)"],
+            scratch_sha,
+            "(the same floor)",
+            "(the same)",
+            "- (info: no chkpt[fast])",
+            "-",
+        ],
+    ]
+
+
+def measure_numpy_load() -> list[Row]:
+    log(f"numpy load of a {ARRAY_MIB} MiB array from the page cache, {NUMPY_LOAD_REPEATS} fresh processes each")
+    stores = {"fast": str(WORK / "numpy_fast"), "sha": str(WORK / "numpy_sha")}
+    setups = {
+        variant: formats_child("numpy_setup", root=root, mib=ARRAY_MIB, fast=variant == "fast")
+        for variant, root in stores.items()
+    }
+    assert setups["fast"]["checksum"] == "xxh3_128" and setups["sha"]["checksum"] == "sha256", setups
+    tasks: dict[str, tuple[str, dict[str, Any]]] = {}
+    for variant, root in stores.items():
+        args = {"root": root, "key": setups[variant]["key"], "mib": ARRAY_MIB, "fast": variant == "fast"}
+        tasks[f"chkpt_{variant}"] = ("numpy_load", {**args, "tool": "chkpt", "path": setups[variant]["path"]})
+        tasks[f"mmap_{variant}"] = ("numpy_load", {**args, "tool": "chkpt_mmap", "path": setups[variant]["path"]})
+    plain = {"root": stores["fast"], "key": setups["fast"]["key"], "mib": ARRAY_MIB}
+    tasks["np_load"] = ("numpy_load", {**plain, "tool": "np_load", "path": setups["fast"]["path"]})
+    tasks["np_load_mmap"] = ("numpy_load", {**plain, "tool": "np_load_mmap", "path": setups["fast"]["path"]})
+    if "joblib_path" in setups["fast"] and installed("joblib"):
+        tasks["joblib"] = ("numpy_load", {**plain, "tool": "joblib", "path": setups["fast"]["joblib_path"]})
+    best = best_of(tasks, NUMPY_LOAD_REPEATS)
+    best.setdefault("joblib", "joblib not installed")
+    for name in ("mmap_fast", "mmap_sha"):
+        result = best[name]
+        assert not isinstance(result, dict) or result["memmap"], (name, result)
+    load, ratio = versus(best["chkpt_fast"], best["np_load"])
+    load_sha, _ = versus(best["chkpt_sha"], best["np_load"])
+    return [
+        [
+            ["numpy load, verified, page cache:", f"{ARRAY_MIB} MiB, chkpt[fast] (xxh3-128)"],
+            load,
+            [shown(best["np_load"]), "(np.load(path) of the", "same .npy file)"],
+            f"joblib.load: {shown(best['joblib'])}",
+            "<= 1.25x floor",
+            judged(ratio, 1.25),
+        ],
+        [
+            ["  the same without xxhash", "  (sha256, stdlib only)"],
+            load_sha,
+            "(the same floor)",
+            "(the same)",
+            "- (info: no chkpt[fast])",
+            "-",
+        ],
+        [
+            ["  mmap=True: read-only memory map,", "  after a checksum of the whole file"],
+            [f"xxh3: {shown(best['mmap_fast'])}", f"sha256: {shown(best['mmap_sha'])}"],
+            [shown(best["np_load_mmap"]), "(np.load(mmap_mode='r'),", "reads only the header)"],
+            "",
+            "- (info)",
+            "-",
+        ],
+    ]
+
+
+def measure_key_time() -> list[Row]:
+    log(f"key time of a stage taking a {SMALL_MIB} MiB / {ARRAY_MIB} MiB array, {KEY_CHILDREN} fresh processes each")
+    tasks: dict[str, tuple[str, dict[str, Any]]] = {}
+    for mib in (SMALL_MIB, ARRAY_MIB):
+        tasks[f"chkpt_{mib}"] = ("key_time", {"tool": "chkpt", "mib": mib, "repeats": KEY_CALLS})
+        if installed("joblib"):
+            tasks[f"joblib_{mib}"] = ("key_time", {"tool": "joblib", "mib": mib, "repeats": KEY_CALLS})
+    best = best_of(tasks, KEY_CHILDREN)
+    small, large = seconds_of(best[f"chkpt_{SMALL_MIB}"], "best"), seconds_of(best[f"chkpt_{ARRAY_MIB}"], "best")
+    ratio = large / small if small is not None and large is not None else None
+    chkpt_cells = [
+        f"{SMALL_MIB} MiB: {shown(best[f'chkpt_{SMALL_MIB}'], 'best')}",
+        f"{ARRAY_MIB} MiB: {shown(best[f'chkpt_{ARRAY_MIB}'], 'best')}",
+        f"ratio: {ratio:.2f}x" if ratio is not None else "ratio: -",
+        f"(first plan in a process: {shown(best[f'chkpt_{SMALL_MIB}'], 'first')}",
+        f" / {shown(best[f'chkpt_{ARRAY_MIB}'], 'first')})",
+    ]
+    if installed("joblib"):
+        joblib_cells = [
+            "joblib.hash(array), on every call:",
+            f"{SMALL_MIB} MiB: {shown(best[f'joblib_{SMALL_MIB}'], 'best')}",
+            f"{ARRAY_MIB} MiB: {shown(best[f'joblib_{ARRAY_MIB}'], 'best')}",
+        ]
+    else:
+        joblib_cells = ["joblib not installed"]
+    return [
+        [
+            ["key time of a 2nd stage taking a", f"{SMALL_MIB} MiB vs a {ARRAY_MIB} MiB array as input", "(make_plan)"],
+            chkpt_cells,
+            "-",
+            joblib_cells,
+            [f"no growth: {ARRAY_MIB}/{SMALL_MIB} MiB", "< 1.5x"],
+            "NO" if ratio is None else verdict(ratio < 1.5),
+        ]
+    ]
+
+
+def measure_json() -> list[Row]:
+    log(f"json codec on {JSON_ITEMS:,} small dicts: store, {JSON_STORE_REPEATS} fresh processes each")
+    root = str(WORK / "json_store")
+    tasks: dict[str, tuple[str, dict[str, Any]]] = {}
+    for durable in (True, False):
+        mode = "durable" if durable else "scratch"
+        for tool in ("json", "json-lossy", "floor"):
+            tasks[f"{tool}_{mode}"] = ("json_store", {"tool": tool, "root": root, "n": JSON_ITEMS, "durable": durable})
+    best = best_of(tasks, JSON_STORE_REPEATS)
+    log(f"json codec: load, {JSON_LOAD_REPEATS} fresh processes each")
+    load_root = str(WORK / "json_load")
+    setup = formats_child("json_setup", root=load_root, n=JSON_ITEMS)
+    args = {"root": load_root, "key": setup["key"], "path": setup["path"], "n": JSON_ITEMS}
+    loads = best_of(
+        {tool: ("json_load", {**args, "tool": tool}) for tool in ("chkpt", "floor", "floor_nogc")}, JSON_LOAD_REPEATS
+    )
+    megabytes = setup["floor_bytes"] / 1e6
+    rows: list[Row] = []
+    for durable in (True, False):
+        mode = "durable" if durable else "scratch"
+        floor = best[f"floor_{mode}"]
+        for tool in ("json", "json-lossy"):
+            figure, ratio = versus(best[f"{tool}_{mode}"], floor)
+            what = "durable (fsync)" if durable else "Config(durable=False)"
+            floor_cell: Cell = (
+                [shown(floor), "(compact json.dumps", "+ write" + (" + fsync)" if durable else ")")]
+                if tool == "json"
+                else "(the same floor)"
+            )
+            rows.append(
+                [
+                    [f"json store, format={tool!r}:", f"{megabytes:.1f} MB of small dicts, {what}"],
+                    figure,
+                    floor_cell,
+                    "",
+                    "<= 1.2x floor",
+                    judged(ratio, 1.2),
+                ]
+            )
+    figure, ratio = versus(loads["chkpt"], loads["floor"])
+    rows.append(
+        [
+            ["json load, verified, page cache:", f"{megabytes:.1f} MB of small dicts"],
+            figure,
+            [shown(loads["floor"]), "(json.load(open file))"],
+            ["json.load with the cyclic", f"GC paused: {shown(loads['floor_nogc'])}"],
+            "<= 1.0x json.load",
+            judged(ratio, 1.0),
+        ]
+    )
+    return rows
+
+
+def formats_notes() -> list[str]:
+    return [
+        f"Every figure is the best (minimum) of several repeats, because timings on this machine are noisy, and "
+        f"every repeat is a fresh child process of this interpreter that makes its data first and times only the "
+        f"measured call with time.perf_counter (imports, and making the array or list, are never timed): numpy "
+        f"stores {NUMPY_STORE_REPEATS} processes each; numpy loads {NUMPY_LOAD_REPEATS} each; JSON stores "
+        f"{JSON_STORE_REPEATS} each; JSON loads {JSON_LOAD_REPEATS} each; key times {KEY_CHILDREN} processes x "
+        f"{KEY_CALLS} calls each. The tasks of a row group run in rounds, one of each per round, so a slow spell "
+        f"of the machine hits them alike, and each round starts one task further on. Before its clock starts, "
+        f"a child that stores or loads a big value writes and frees a block of memory (the array's size + 64 "
+        f"MiB; {format_workloads.JSON_PRIME_MIB} MiB for JSON): on this VM a process's first touch of memory "
+        f"the guest has not used lately is slow and erratic (the same verified load took 47-170 ms unprimed, "
+        f"47-53 ms primed), and priming gives chkpt and its floors the same warm memory. 'x floor' is chkpt's "
+        "best over the floor's best.",
+        f"The array: np.arange({ARRAY_MIB} MiB of float64) * 0.5, made in the child before timing. "
+        f"'chkpt[fast]' rows use xxhash (installed here) and record xxh3_128 in the checkpoint's record; "
+        f"'without xxhash' rows run in children that set sys.modules['xxhash'] = None before importing chkpt, so "
+        f"chkpt falls back to sha256, as without the extra (the algorithm in each record is checked).",
+        "numpy store: chkpt.store.LocalStore(dir).write(stage, key, 'numpy', codecs.get('numpy'), array, "
+        "record) called directly (what a run does for a stage with format='numpy' after computing it): np.save into a "
+        "temporary file, the checksum computed from the array in memory, flush, fsync, rename, fsync of the "
+        "folder, then the record (<key>.meta.json) written the same way. Floor: np.save into a file opened "
+        "'wb' + flush + os.fsync, no rename and no record. Each write goes to a new file in a new folder, "
+        "deleted after timing.",
+        "Config(durable=False) store: the same call on LocalStore(dir, durable=False): no fsyncs, still a "
+        "temporary file renamed into place and a record. Target peer: joblib.dump(array, path) (no fsync). "
+        "Floor: np.save into an open file, no fsync.",
+        "numpy load: one child writes the checkpoint (durable), then each fresh child loads it once from the "
+        "page cache: LocalStore(dir).read(stage, key, 'numpy'), which reads the record, checks the file's size, "
+        "np.load's the file and checks the checksum of its header (read from the file) and data (from the "
+        "loaded array). Floor: np.load(path) of the same .npy file, unverified. joblib.load: of a "
+        "joblib.dump of the same array. mmap=True: read(..., mmap=True) returns a read-only np.memmap, after "
+        "checking the checksum of the whole file (read through one reused 8 MiB buffer, so no page of the "
+        "map is touched); np.load(mmap_mode='r') reads only the header and is shown for information.",
+        f"Key time: chkpt.plan.make_plan(pipeline, Config(store=False, load=False), None) for "
+        f"pipeline = (big_source.bind(mib=M),) >> consumer, two format='numpy' stages of a generated module; "
+        f"big_source is not run (a key depends on code, bound parameters and upstream keys, never on a value), "
+        f"so the whole plan, both keys with their code fingerprints, is what is timed; the child holds an array "
+        f"of M MiB all the same. Best of {KEY_CALLS} calls per process; the first call of a process also "
+        f"fingerprints the module's code (shown apart). joblib: joblib.hash(array), which joblib.Memory "
+        f"computes for a cached function's array argument on every call.",
+        f"JSON: a list of {JSON_ITEMS:,} dicts like {{'id': i, 'name': f'item{{i}}', 'value': i * 0.5, "
+        f"'tags': ['a', 'b'], 'ok': True}}. Store: LocalStore(dir, durable=...).write with codecs.get('json') "
+        f"(strict: first walks the value for tuples and non-str dict keys) or codecs.get('json-lossy'); both "
+        f"json.dumps with the default separators, take the sha256 of the text, and write record and value into "
+        f"one file, renamed into place (plus fsyncs when durable). Floor: json.dumps(value, separators=(',', "
+        f"':')) written to a file opened 'w' (+ flush + os.fsync for the durable rows). Load: "
+        f"LocalStore(dir).read(stage, key, 'json') (reads the file, checks key, length and sha256 of the value by "
+        f"comparing bytes, json.loads with the cyclic GC paused) vs json.load(open file) of the compact file, GC "
+        f"on, as Python runs by default.",
+    ]
+
+
 def versions() -> str:
     found = []
-    for module, dist in (("chkpt", "chkpt"), ("joblib", "joblib"), ("dask", "dask"), ("hamilton", "apache-hamilton")):
+    for module, dist in (
+        ("chkpt", "chkpt"),
+        ("numpy", "numpy"),
+        ("xxhash", "xxhash"),
+        ("joblib", "joblib"),
+        ("dask", "dask"),
+        ("hamilton", "apache-hamilton"),
+    ):
         if installed(module):
             from importlib import metadata
 
@@ -406,38 +756,8 @@ def versions() -> str:
     return ", ".join(found)
 
 
-def main() -> None:
-    keep = "--keep" in sys.argv[1:]
-    started = time.perf_counter()
-    try:
-        write_modules()
-        rows: list[Row] = []
-        sections = (
-            ("import time", measure_imports),
-            ("warm rerun", measure_warm),
-            ("graph overhead", measure_graph),
-            ("chain build", measure_chain_build),
-        )
-        for title, measure in sections:
-            try:
-                rows += measure()
-            except (ChildError, AssertionError, KeyError, StopIteration, subprocess.TimeoutExpired) as exc:
-                # Keep the rest of the table: a broken section shows what failed instead of its figures.
-                log(f"{title} failed: {exc!r}")
-                rows.append([title, f"failed: {exc!r}"[:70], "", "", "", "NO"])
-    finally:
-        if not keep:
-            shutil.rmtree(WORK, ignore_errors=True)
-            if OUT.is_dir() and not any(OUT.iterdir()):
-                OUT.rmdir()
-    elapsed = time.perf_counter() - started
-    print(f"chkpt benchmark: Python {platform.python_version()} ({platform.python_implementation()}), ", end="")
-    print(f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}")
-    print(f"versions: {versions()}")
-    print()
-    print_table(["measure", "chkpt", "floor", "peers", "target", "ok?"], rows)
-    print()
-    notes = [
+def core_notes() -> list[str]:
+    return [
         "Every figure is the best (minimum) of several repeats, because timings on this machine are noisy: "
         f"imports {IMPORT_REPEATS} fresh interpreters each; warm reruns {WARM_REPEATS} fresh processes each; "
         "graphs and chain builds the best of 3-9 repeats in one child per size (dask and Hamilton: 5 at 1,000 "
@@ -470,10 +790,79 @@ def main() -> None:
         "beforehand; nothing runs. Floor: the same chain as nested tuples `t = (s, (t,))`, as many allocations "
         "with no checks; its own growth from 10k to 100k is the interpreter's (memory and the cyclic GC over a "
         "larger heap), so chkpt's build counts as linear when it grows no more than 1.5x or than the floor.",
-        f"Whole benchmark took {elapsed:.0f} s.",
     ]
+
+
+SectionList = tuple[tuple[str, Any], ...]
+CORE: SectionList = (
+    ("import time", measure_imports),
+    ("warm rerun", measure_warm),
+    ("graph overhead", measure_graph),
+    ("chain build", measure_chain_build),
+)
+FORMATS: SectionList = (
+    ("numpy store", measure_numpy_store),
+    ("numpy load", measure_numpy_load),
+    ("key time", measure_key_time),
+    ("json", measure_json),
+)
+
+
+def run_sections(sections: SectionList) -> tuple[list[Row], float]:
+    """The rows of one table, and the seconds it took."""
+    started = time.perf_counter()
+    rows: list[Row] = []
+    for title, measure in sections:
+        section_started = time.perf_counter()
+        try:
+            rows += measure()
+            log(f"  {title}: {time.perf_counter() - section_started:.0f} s")
+        except (ChildError, AssertionError, KeyError, StopIteration, subprocess.TimeoutExpired) as exc:
+            # Keep the rest of the table: a broken section shows what failed instead of its figures.
+            log(f"{title} failed: {exc!r}")
+            rows.append([title, f"failed: {exc!r}"[:70], "", "", "", "NO"])
+    return rows, time.perf_counter() - started
+
+
+def print_notes(notes: list[str]) -> None:
     for i, note in enumerate(notes, 1):
         print(f"[{i}] {note}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", choices=("core", "formats"), help="run one table only (default: both)")
+    parser.add_argument("--keep", action="store_true", help="keep bench/out/run-<pid>/ for inspection")
+    options = parser.parse_args()
+    core, formats = options.only in (None, "core"), options.only in (None, "formats")
+    started = time.perf_counter()
+    tables: list[tuple[str, list[Row], float, list[str]]] = []
+    try:
+        write_modules(core, formats)
+        if core:
+            rows, seconds = run_sections(CORE)
+            tables.append(("Core (issue 2): runs, graphs, imports", rows, seconds, core_notes()))
+        if formats:
+            rows, seconds = run_sections(FORMATS)
+            tables.append(("Formats (issue 3): big results and codecs", rows, seconds, formats_notes()))
+    finally:
+        if not options.keep:
+            shutil.rmtree(WORK, ignore_errors=True)
+            if OUT.is_dir() and not any(OUT.iterdir()):
+                OUT.rmdir()
+    elapsed = time.perf_counter() - started
+    print(f"chkpt benchmark: Python {platform.python_version()} ({platform.python_implementation()}), ", end="")
+    print(f"{os.cpu_count()} CPUs, {platform.system()} {platform.machine()}")
+    print(f"versions: {versions()}")
+    for title, rows, seconds, notes in tables:
+        print()
+        print(f"{title}, measured in {seconds:.0f} s")
+        print()
+        print_table(["measure", "chkpt", "floor", "peers", "target", "ok?"], rows)
+        print()
+        print_notes(notes)
+    print()
+    print(f"Whole benchmark took {elapsed:.0f} s.")
 
 
 if __name__ == "__main__":
