@@ -180,7 +180,7 @@ def test_big_structured_values_are_compact(tmp_path: Path) -> None:
     _, payload = split_checkpoint(data)
     assert len(payload) > 16 * 1024
     assert b"\n" not in payload
-    assert payload == json.dumps(run.value).encode()
+    assert payload == json.dumps(run.value, separators=(",", ":")).encode()
     assert json.loads(data)["value"] == run.value
 
 

@@ -74,7 +74,7 @@ class JsonCodec:
                     "str), or use format='json-lossy' to store it as JSON does, or format='pickle'"
                 )
         try:
-            text = json.dumps(value, allow_nan=True)
+            text = json.dumps(value, allow_nan=True, separators=(",", ":"))
             if len(text) <= INDENT_LIMIT:
                 text = json.dumps(value, allow_nan=True, indent=2)
         except (TypeError, ValueError, RecursionError) as exc:
