@@ -710,8 +710,8 @@ def formats_notes() -> list[str]:
         "Floor: np.save into an open file, no fsync.",
         "numpy load: one child writes the checkpoint (durable), then each fresh child loads it once from the "
         "page cache: LocalStore(dir).read(stage, key, 'numpy'), which reads the record, checks the file's size, "
-        "np.load's the file and checks the checksum of its header (read from the file) and data (from the "
-        "loaded array). Floor: np.load(path) of the same .npy file, unverified. joblib.load: of a "
+        "reads the .npy header, then reads the data into a new array piece by piece, hashing each piece as it "
+        "arrives, and compares the checksum. Floor: np.load(path) of the same .npy file, unverified. joblib.load: of a "
         "joblib.dump of the same array. mmap=True: read(..., mmap=True) returns a read-only np.memmap, after "
         "checking the checksum of the whole file (read through one reused 8 MiB buffer, so no page of the "
         "map is touched); np.load(mmap_mode='r') reads only the header and is shown for information.",
@@ -725,7 +725,7 @@ def formats_notes() -> list[str]:
         f"JSON: a list of {JSON_ITEMS:,} dicts like {{'id': i, 'name': f'item{{i}}', 'value': i * 0.5, "
         f"'tags': ['a', 'b'], 'ok': True}}. Store: LocalStore(dir, durable=...).write with codecs.get('json') "
         f"(strict: first walks the value for tuples and non-str dict keys) or codecs.get('json-lossy'); both "
-        f"json.dumps with the default separators, take the sha256 of the text, and write record and value into "
+        f"json.dumps with compact separators, take the sha256 of the text, and write record and value into "
         f"one file, renamed into place (plus fsyncs when durable). Floor: json.dumps(value, separators=(',', "
         f"':')) written to a file opened 'w' (+ flush + os.fsync for the durable rows). Load: "
         f"LocalStore(dir).read(stage, key, 'json') (reads the file, checks key, length and sha256 of the value by "
