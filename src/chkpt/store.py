@@ -236,7 +236,9 @@ class _HashingWriter(io.RawIOBase):
         return self.file.write(data)
 
     def flush(self) -> None:
-        self.file.flush()
+        # Closing a file flushes it, and this wrapper may be closed (or collected) after the real file.
+        if not self.file.closed:
+            self.file.flush()
 
     def tell(self) -> int:
         return self.file.tell()
@@ -251,7 +253,11 @@ def _write_hashed(codec: Codec, value: Any, file: BinaryIO, hasher: Hasher) -> N
         if write_hashed is not None:
             write_hashed(value, file, hasher)
         else:
-            codec.write(value, _HashingWriter(file, hasher))  # type: ignore[arg-type]
+            writer = _HashingWriter(file, hasher)
+            try:
+                codec.write(value, writer)  # type: ignore[arg-type]
+            finally:
+                writer.close()
     except (SerializationError, OSError, MemoryError):
         raise
     except Exception as exc:
