@@ -34,13 +34,26 @@ def file(path: str | os.PathLike[str]) -> Pipeline[str]:
         name=f"file:{os.path.basename(text) or text}",
         version=1,
         format="json",
-        watch=lambda: content_digest(text),
+        watch=_Content(text),
     ).bind(path=text)
     return compose((), stage)
 
 
 def _path(path: str) -> str:
     return path
+
+
+class _Content:
+    """The watch of a file stage: the file's content digest. A class rather than a lambda so that the stage can
+    be pickled for another process."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self) -> bytes:
+        return content_digest(self.path)
 
 
 def content_digest(path: str) -> bytes:

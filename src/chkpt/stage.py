@@ -306,6 +306,25 @@ class Stage(Generic[P, R]):
             f"that takes {self.name}'s output{hint}"
         )
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickle by reference: a decorated function's module attribute is the Stage, so the function is found
+        again through its module and qualified name, never copied. Other processes (and Dask workers) import the
+        same module to get the same code. A lambda or a function defined inside another cannot be found that
+        way, and raises a PicklingError that says so."""
+        import pickle
+
+        func: Any = self.func
+        if isinstance(func, types.FunctionType):
+            qualname = func.__qualname__
+            if "<locals>" in qualname or "<lambda>" in qualname:
+                raise pickle.PicklingError(
+                    f"stage '{self.name}' wraps {qualname}, which is defined inside a function or is a lambda, so "
+                    "another process cannot import it; define it at module level, or run with executor='threads'"
+                )
+            func = (func.__module__, qualname)
+        state = (self.name, self.version, self.format, self.mmap, self.watch, dict(self.params))
+        return (_unpickle_stage, (func, *state))
+
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Stage):
             return NotImplemented
@@ -325,3 +344,25 @@ class Stage(Generic[P, R]):
         extra = f", version={self.version!r}" if self.version is not None else ""
         bound = "".join(f", {k}={v!r}" for k, v in self.params.items())
         return f"Stage({self.name}{extra}{bound})"
+
+
+def _unpickle_stage(
+    func: Any,
+    name: str,
+    version: str | int | None,
+    format: str | None,
+    mmap: bool,
+    watch: Callable[[], bytes] | None,
+    params: dict[str, Any],
+) -> Stage[..., Any]:
+    """Rebuild a pickled Stage: `func` is the callable itself, or (module, qualified name) of a function, whose
+    module attribute may be the decorated Stage."""
+    if isinstance(func, tuple):
+        import importlib
+
+        module, qualname = func
+        found: Any = importlib.import_module(module)
+        for part in qualname.split("."):
+            found = getattr(found, part)
+        func = found.func if isinstance(found, Stage) else found
+    return Stage(func, name=name, version=version, format=format, mmap=mmap, watch=watch, params=params)
