@@ -58,10 +58,8 @@ def test_lambdas_and_local_functions_cannot_pickle_and_say_why() -> None:
     def local(x: int) -> int:
         return x
 
-    cases: list[tuple[chkpt.Stage[..., int], str]] = [
-        (chkpt.Stage(lambda: 1, name="lam"), "<lambda>"),
-        (chkpt.Stage(local), "local"),
-    ]
+    lam: chkpt.Stage[[], int] = chkpt.Stage(lambda: 1, name="lam")
+    cases: list[tuple[chkpt.Stage[..., int], str]] = [(lam, "<lambda>"), (chkpt.Stage(local), "local")]
     for stage, what in cases:
         with pytest.raises(pickle.PicklingError, match=f"stage '{stage.name}' wraps .*{what}") as info:
             pickle.dumps(stage)
