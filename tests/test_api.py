@@ -227,6 +227,7 @@ def test_public_names() -> None:
         "SerializationError",
         "Stage",
         "StageRecord",
+        "StagesFailed",
         "StoreError",
         "__version__",
         "codecs",

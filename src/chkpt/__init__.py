@@ -7,7 +7,15 @@ loads what is still valid and recomputes only what changed. See the README for t
 from . import codecs
 from ._version import __version__
 from .config import Config
-from .errors import ChkptError, ChkptWarning, ConfigError, PipelineError, SerializationError, StoreError
+from .errors import (
+    ChkptError,
+    ChkptWarning,
+    ConfigError,
+    PipelineError,
+    SerializationError,
+    StagesFailed,
+    StoreError,
+)
 from .files import file
 from .pipeline import Pipeline
 from .records import Run, StageRecord
@@ -28,6 +36,7 @@ __all__ = [
     "SerializationError",
     "Stage",
     "StageRecord",
+    "StagesFailed",
     "StoreError",
     "__version__",
     "codecs",

@@ -25,10 +25,12 @@ class Config:
     looked up when the run starts. `verbose=False` silences the per-stage lines on stderr (they still go to the
     `chkpt` logger). `format` is the format of stages that name none ("json"; "auto" picks one by each value's
     type). `durable=False` skips fsync when writing, for scratch work: writes stay atomic, but a power cut may
-    lose recent checkpoints.
+    lose recent checkpoints. `executor` decides where stages run: None or "sync" (one at a time, here), "threads",
+    "processes", or any `concurrent.futures.Executor`; `workers` sizes the pools chkpt makes. `keep_going=True`
+    runs every stage that does not depend on a failed one before raising `StagesFailed`.
     """
 
-    __slots__ = ("dir", "durable", "format", "load", "store", "verbose")
+    __slots__ = ("dir", "durable", "executor", "format", "keep_going", "load", "store", "verbose", "workers")
 
     load: bool | frozenset[str]
     store: bool | frozenset[str]
@@ -36,6 +38,9 @@ class Config:
     verbose: bool
     format: str
     durable: bool
+    executor: object
+    workers: int | None
+    keep_going: bool
 
     def __init__(
         self,
@@ -45,6 +50,9 @@ class Config:
         verbose: bool = True,
         format: str = "json",
         durable: bool = True,
+        executor: object = None,
+        workers: int | None = None,
+        keep_going: bool = False,
     ) -> None:
         self.load = _selection("load", load)
         self.store = _selection("store", store)
@@ -56,6 +64,16 @@ class Config:
         self.verbose = bool(verbose)
         self.format = format
         self.durable = bool(durable)
+        if not (executor in (None, "sync", "threads", "processes") or callable(getattr(executor, "submit", None))):
+            raise ConfigError(
+                f"Config(executor=...) takes 'sync', 'threads', 'processes' or a concurrent.futures.Executor, "
+                f"got {executor!r}"
+            )
+        if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 1):
+            raise ConfigError(f"Config(workers=...) must be a positive int, got {workers!r}")
+        self.executor = executor
+        self.workers = workers
+        self.keep_going = bool(keep_going)
 
     def directory(self) -> str:
         """The checkpoint folder this config means now."""
@@ -89,7 +107,8 @@ class Config:
 
         return (
             f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose}, "
-            f"format={self.format!r}, durable={self.durable})"
+            f"format={self.format!r}, durable={self.durable}, executor={self.executor!r}, workers={self.workers}, "
+            f"keep_going={self.keep_going})"
         )
 
 

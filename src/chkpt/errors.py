@@ -28,5 +28,16 @@ class StoreError(ChkptError):
     """The checkpoint store cannot be used: the folder cannot be created or written, or a write failed."""
 
 
+class StagesFailed(ChkptError):
+    """With `Config(keep_going=True)`: the stages that raised, once every stage that did not depend on them has
+    run. `failures` lists (stage name, exception) in the order they failed; the message names them all."""
+
+    def __init__(self, failures: list[tuple[str, BaseException]]) -> None:
+        self.failures = failures
+        lines = [f"{len(failures)} stage{'' if len(failures) == 1 else 's'} failed:"]
+        lines += [f"  {name}: {type(exc).__name__}: {exc}" for name, exc in failures]
+        super().__init__("\n".join(lines))
+
+
 class ChkptWarning(UserWarning):
     """Something chkpt recovered from by itself, such as a damaged checkpoint that it recomputes."""

@@ -15,7 +15,8 @@ import warnings
 from . import codecs
 from ._version import __version__
 from .config import Config
-from .errors import ChkptWarning, SerializationError, StoreError
+from .errors import ChkptWarning, PipelineError, SerializationError, StagesFailed, StoreError
+from .executors import open_executor, pickles_its_work
 from .modules import module_identity
 from .plan import Plan, Step, make_plan
 from .records import Run, StageRecord
@@ -24,9 +25,12 @@ from .store import Damaged, LocalStore
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
+    from collections.abc import Callable
+    from concurrent.futures import Executor
     from typing import Any, TypeVar
 
     from .pipeline import Pipeline
+    from .stage import Stage
 
     R = TypeVar("R")
 
@@ -42,16 +46,53 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     store = LocalStore(config.directory(), durable=config.durable) if uses_store else None
     runner = _Runner(config, store)
     damaged: set[str] = set()
-    while True:
-        plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
-        if store is not None and config.store is not False and not damaged:
-            store.ensure_writable()
-        try:
-            value = runner.execute(plan)
-        except _Replan as replan:
-            damaged.add(replan.key)
-            continue
-        return Run(value, runner.records)
+    pool, owned = None, False
+    try:
+        while True:
+            plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
+            if store is not None and config.store is not False and not damaged:
+                store.ensure_writable()
+            if pool is None and config.executor not in (None, "sync"):
+                _check_picklable(plan, config)
+                pool, owned = open_executor(config.executor, config.workers)
+            try:
+                value = runner.execute(plan) if pool is None else runner.execute_parallel(plan, pool)
+            except _Replan as replan:
+                damaged.add(replan.key)
+                continue
+            return Run(value, runner.records)
+    except KeyboardInterrupt:
+        # Stop promptly: what has not started is cancelled, and what runs finishes in the background (a stage
+        # cannot be stopped from outside), writing only whole checkpoints.
+        if owned and pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
+            owned = False
+        raise
+    finally:
+        if owned and pool is not None:
+            pool.shutdown(wait=True)
+
+
+def _check_picklable(plan: Plan, config: Config) -> None:
+    """For an executor that runs stages in other processes, every stage to compute must pickle: say so now,
+    naming the stage, rather than when the pool first fails to send it."""
+    if config.executor != "processes" and not (
+        config.executor not in (None, "sync", "threads") and pickles_its_work(config.executor)  # type: ignore[arg-type]
+    ):
+        return
+    import pickle
+
+    for step in plan.steps:
+        if step.action == "compute":
+            try:
+                pickle.dumps(step.stage)
+            except (pickle.PicklingError, TypeError, AttributeError) as exc:
+                if str(exc).startswith(f"stage '{step.stage.name}'"):
+                    raise PipelineError(str(exc)) from None
+                raise PipelineError(
+                    f"stage '{step.stage.name}' cannot be sent to another process ({exc}); define its function at "
+                    "module level, or run with Config(executor='threads')"
+                ) from None
 
 
 class _Replan(Exception):
@@ -136,60 +177,103 @@ class _Runner:
         warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
 
     def _compute(self, step: Step, steps: list[Step], position: int, sources: list[Step]) -> None:
-        stage = step.stage
-        args = tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
-        started = time.perf_counter()
+        args = self._arguments(step, steps)
+        store = self.store if step.store else None
+        fields = _record_fields(step, steps)
         try:
-            value = stage.call_with_inputs(args)
+            outcome = compute_step(step.stage, args, store, step.format, step.key, fields, _watches(sources))
         except BaseException as exc:
-            total = sum(s.action == "compute" for s in steps)
-            _add_note(
-                exc,
-                f"chkpt: raised by stage '{stage.name}' (step {position} of {total} to compute for "
-                f"'{steps[-1].stage.name}', key {step.key[:12]})",
-            )
+            _note_stage(exc, step, steps, position)
             raise
-        seconds = time.perf_counter() - started
-        self.values[step.key] = value
-        if not step.store or self.store is None or self._changed_since_planned(step, sources):
-            self._record(StageRecord(stage.name, step.key, "computed", seconds, None))
-            return
-        record = {
-            "chkpt_version": __version__,
-            "stage": stage.name,
-            "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
-            "format": step.format,
-            "codec": step.format,
-            "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
-            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "seconds": round(seconds, 6),
-        }
-        try:
-            codec = codecs.for_value(value) if step.format == codecs.AUTO else codecs.get(step.format)
-            size = self.store.write(stage.name, step.key, step.format, codec, value, record)
-        except SerializationError as exc:
-            raise SerializationError(f"stage '{stage.name}': {exc}") from None
-        except StoreError as exc:
-            raise StoreError(f"stage '{stage.name}': {exc}") from None
-        self._record(StageRecord(stage.name, step.key, "stored", seconds, size))
+        self._finish(step, *outcome)
 
-    def _changed_since_planned(self, step: Step, sources: list[Step]) -> bool:
-        """Whether a watched source this value was made from changed after the run was planned; if so, warn."""
-        for source in sources:
-            assert source.stage.watch is not None
-            try:
-                unchanged = source.stage.watch() == source.watched
-            except OSError:
-                unchanged = False
-            if not unchanged:
-                message = (
-                    f"'{source.stage.name}' changed while this run was going, so the result of stage "
-                    f"'{step.stage.name}' is not stored: it may come from the new content, and its key is the old "
-                    "content's. The next run computes it again."
-                )
-                warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
-                return True
-        return False
+    def _arguments(self, step: Step, steps: list[Step]) -> tuple[Any, ...]:
+        return tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
+
+    def _finish(self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None) -> None:
+        """Take a computed step's value and report it, in this process whatever computed it."""
+        self.values[step.key] = value
+        if changed is not None:
+            message = (
+                f"'{changed}' changed while this run was going, so the result of stage '{step.stage.name}' is not "
+                "stored: it may come from the new content, and its key is the old content's. The next run computes "
+                "it again."
+            )
+            warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
+        outcome = "computed" if size is None else "stored"
+        self._record(StageRecord(step.stage.name, step.key, outcome, seconds, size))
+
+    def execute_parallel(self, plan: Plan, pool: Executor) -> Any:
+        """Run the plan's steps on `pool`, each as soon as its inputs are ready. Loads happen here; computing and
+        storing happen where the pool runs them. After a failure nothing new starts (unless keep_going), what
+        runs finishes and stores, and the first error is raised; with keep_going, every step that does not
+        depend on a failed one runs, then StagesFailed lists the failures."""
+        import concurrent.futures
+        import graphlib
+
+        steps = plan.steps
+        sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
+        for step in steps:
+            if step.action == "compute":
+                sorter.add(step.number, *(i for i in step.inputs if isinstance(i, int)))
+            elif step.action != "skip":
+                sorter.add(step.number)
+        sorter.prepare()
+        carries: dict[int, frozenset[int]] = {}
+        running: dict[concurrent.futures.Future[Any], tuple[Step, int]] = {}
+        failures: list[tuple[Step, BaseException]] = []
+        blocked: set[int] = set()
+        position = 0
+        try:
+            while sorter.is_active():
+                for number in sorter.get_ready():
+                    step = steps[number]
+                    if step.action == "load":
+                        self._load(step)
+                    elif step.action == "compute":
+                        inputs = [i for i in step.inputs if isinstance(i, int)]
+                        if any(i in blocked for i in inputs) or (failures and not self.config.keep_going):
+                            blocked.add(number)
+                        else:
+                            position += 1
+                            upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in inputs))
+                            carries[number] = upstream | {number} if step.watched is not None else upstream
+                            future = pool.submit(
+                                compute_step,
+                                step.stage,
+                                self._arguments(step, steps),
+                                self.store if step.store else None,
+                                step.format,
+                                step.key,
+                                _record_fields(step, steps),
+                                _watches([steps[i] for i in upstream]),
+                            )
+                            running[future] = (step, position)
+                            continue
+                    sorter.done(number)
+                if not running:
+                    continue
+                finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
+                for future in finished:
+                    step, place = running.pop(future)
+                    try:
+                        outcome = future.result()
+                    except BaseException as exc:
+                        _note_stage(exc, step, steps, place)
+                        failures.append((step, exc))
+                        blocked.add(step.number)
+                    else:
+                        self._finish(step, *outcome)
+                    sorter.done(step.number)
+        except BaseException:
+            for future in running:
+                future.cancel()
+            raise
+        if failures:
+            if self.config.keep_going:
+                raise StagesFailed([(step.stage.name, exc) for step, exc in failures])
+            raise failures[0][1]
+        return self.values[plan.target.key]
 
     def _record(self, record: StageRecord) -> None:
         self.records.append(record)
@@ -204,6 +288,70 @@ class _Runner:
 
 
 _INFO = 20  # logging.INFO, without importing logging
+
+
+def compute_step(
+    stage: Stage[..., Any],
+    args: tuple[Any, ...],
+    store: LocalStore | None,
+    format_name: str,
+    key: str,
+    record: dict[str, Any],
+    watches: list[tuple[str, Callable[[], bytes], bytes | None]],
+) -> tuple[Any, float, int | None, str | None]:
+    """Compute one stage and store its value: the work of a step, wherever it runs (so it pickles).
+
+    Returns the value, the seconds it took, the bytes stored (None if it was not stored), and the name of a
+    watched source (a file) that changed since the run was planned, in which case the value is not stored: it
+    may come from the new content, and its key is the old content's. The stage's own exceptions propagate.
+    """
+    started = time.perf_counter()
+    value = stage.call_with_inputs(args)
+    seconds = time.perf_counter() - started
+    if store is None:
+        return value, seconds, None, None
+    for name, watch, planned in watches:
+        try:
+            unchanged = watch() == planned
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            return value, seconds, None, name
+    try:
+        codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
+        size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
+    except SerializationError as exc:
+        raise SerializationError(f"stage '{stage.name}': {exc}") from None
+    except StoreError as exc:
+        raise StoreError(f"stage '{stage.name}': {exc}") from None
+    return value, seconds, size, None
+
+
+def _record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
+    stage = step.stage
+    return {
+        "chkpt_version": __version__,
+        "stage": stage.name,
+        "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
+        "format": step.format,
+        "codec": step.format,
+        "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def _watches(sources: list[Step]) -> list[tuple[str, Callable[[], bytes], bytes | None]]:
+    """The watched sources a step's value was made from, with what their watch returned when planned."""
+    return [(source.stage.name, source.stage.watch, source.watched) for source in sources if source.stage.watch]
+
+
+def _note_stage(exc: BaseException, step: Step, steps: list[Step], position: int) -> None:
+    total = sum(s.action == "compute" for s in steps)
+    _add_note(
+        exc,
+        f"chkpt: raised by stage '{step.stage.name}' (step {position} of {total} to compute for "
+        f"'{steps[-1].stage.name}', key {step.key[:12]})",
+    )
 
 
 def _caller_stacklevel() -> int:

@@ -1,0 +1,40 @@
+"""Executors: where the ready steps of a plan run.
+
+The plan is the same whatever runs it. With no executor, run.py walks the plan in this process. Otherwise each
+step whose inputs are ready is submitted to a `concurrent.futures.Executor` (threads or processes from the
+standard library, or one the user gives), and results come back to this process, which records them in the order
+they finish. `concurrent.futures` is imported only when a run asks for it.
+"""
+
+from __future__ import annotations
+
+from .errors import ConfigError
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+
+def open_executor(spec: object, workers: int | None) -> tuple[Executor | None, bool]:
+    """The executor `Config(executor=spec, workers=workers)` means, and whether the run owns it (and so shuts it
+    down when it ends). None means: run in this process, one step at a time."""
+    if spec is None or spec == "sync":
+        return None, False
+    if spec == "threads":
+        from concurrent.futures import ThreadPoolExecutor
+
+        return ThreadPoolExecutor(max_workers=workers, thread_name_prefix="chkpt"), True
+    if spec == "processes":
+        from concurrent.futures import ProcessPoolExecutor
+
+        return ProcessPoolExecutor(max_workers=workers), True
+    if callable(getattr(spec, "submit", None)):
+        return spec, False  # type: ignore[return-value]
+    raise ConfigError(f"unknown executor {spec!r}")
+
+
+def pickles_its_work(executor: Executor) -> bool:
+    """Whether the executor sends each task to another process, so that stages and values must pickle."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    return isinstance(executor, ProcessPoolExecutor)
