@@ -64,6 +64,11 @@ class Config:
         self.verbose = bool(verbose)
         self.format = format
         self.durable = bool(durable)
+        if isinstance(executor, type):
+            raise ConfigError(
+                f"Config(executor=...) takes an executor, not its class: pass {executor.__name__}(), not "
+                f"{executor.__name__}"
+            )
         if not (executor in (None, "sync", "threads", "processes") or callable(getattr(executor, "submit", None))):
             raise ConfigError(
                 f"Config(executor=...) takes 'sync', 'threads', 'processes' or a concurrent.futures.Executor, "

@@ -13,6 +13,7 @@ from .errors import ConfigError
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from concurrent.futures import Executor
+    from typing import Any
 
 
 def open_executor(spec: object, workers: int | None) -> tuple[Executor | None, bool]:
@@ -38,3 +39,20 @@ def pickles_its_work(executor: Executor) -> bool:
     from concurrent.futures import ProcessPoolExecutor
 
     return isinstance(executor, ProcessPoolExecutor)
+
+
+def InlineExecutor() -> Executor:
+    """An executor that runs each task at once, in this process, when it is submitted: for keep_going without a
+    pool. concurrent.futures is imported only here."""
+    import concurrent.futures
+
+    class _Inline(concurrent.futures.Executor):
+        def submit(self, fn: Any, /, *args: Any, **kwargs: Any) -> concurrent.futures.Future[Any]:
+            future: concurrent.futures.Future[Any] = concurrent.futures.Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except Exception as exc:
+                future.set_exception(exc)
+            return future
+
+    return _Inline()

@@ -16,7 +16,7 @@ from . import codecs
 from ._version import __version__
 from .config import Config
 from .errors import ChkptWarning, PipelineError, SerializationError, StagesFailed, StoreError
-from .executors import open_executor, pickles_its_work
+from .executors import InlineExecutor, open_executor, pickles_its_work
 from .modules import module_identity
 from .plan import Plan, Step, make_plan
 from .records import Run, StageRecord
@@ -55,6 +55,9 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             if pool is None and config.executor not in (None, "sync"):
                 _check_picklable(plan, config)
                 pool, owned = open_executor(config.executor, config.workers)
+            elif pool is None and config.keep_going:
+                # keep_going needs the scheduler that tracks what a failure blocks; run it in this process.
+                pool, owned = InlineExecutor(), False
             try:
                 value = runner.execute(plan) if pool is None else runner.execute_parallel(plan, pool)
             except _Replan as replan:
@@ -203,6 +206,40 @@ class _Runner:
         outcome = "computed" if size is None else "stored"
         self._record(StageRecord(step.stage.name, step.key, outcome, seconds, size))
 
+    def _collect(
+        self,
+        finished: Any,
+        running: dict[Any, tuple[Step, int]],
+        steps: list[Step],
+        failures: list[tuple[Step, BaseException]],
+        blocked: set[int],
+    ) -> list[int]:
+        """Take the results of finished futures; returns their step numbers."""
+        numbers = []
+        for future in finished:
+            step, place = running.pop(future)
+            try:
+                outcome = future.result()
+            except BaseException as exc:
+                _note_stage(exc, step, steps, place)
+                failures.append((step, exc))
+                blocked.add(step.number)
+            else:
+                self._finish(step, *outcome)
+            numbers.append(step.number)
+        return numbers
+
+    def _drain(
+        self,
+        running: dict[Any, tuple[Step, int]],
+        steps: list[Step],
+        failures: list[tuple[Step, BaseException]],
+        blocked: set[int],
+    ) -> None:
+        import concurrent.futures
+
+        self._collect(concurrent.futures.wait(running)[0], running, steps, failures, blocked)
+
     def execute_parallel(self, plan: Plan, pool: Executor) -> Any:
         """Run the plan's steps on `pool`, each as soon as its inputs are ready. Loads happen here; computing and
         storing happen where the pool runs them. After a failure nothing new starts (unless keep_going), what
@@ -229,7 +266,12 @@ class _Runner:
                 for number in sorter.get_ready():
                     step = steps[number]
                     if step.action == "load":
-                        self._load(step)
+                        try:
+                            self._load(step)
+                        except _Replan:
+                            # Let what runs finish and keep its values, so the new plan reuses them.
+                            self._drain(running, steps, failures, blocked)
+                            raise
                     elif step.action == "compute":
                         inputs = [i for i in step.inputs if isinstance(i, int)]
                         if any(i in blocked for i in inputs) or (failures and not self.config.keep_going):
@@ -254,17 +296,8 @@ class _Runner:
                 if not running:
                     continue
                 finished, _ = concurrent.futures.wait(running, return_when=concurrent.futures.FIRST_COMPLETED)
-                for future in finished:
-                    step, place = running.pop(future)
-                    try:
-                        outcome = future.result()
-                    except BaseException as exc:
-                        _note_stage(exc, step, steps, place)
-                        failures.append((step, exc))
-                        blocked.add(step.number)
-                    else:
-                        self._finish(step, *outcome)
-                    sorter.done(step.number)
+                for number in self._collect(finished, running, steps, failures, blocked):
+                    sorter.done(number)
         except BaseException:
             for future in running:
                 future.cancel()
