@@ -182,9 +182,10 @@ class _Runner:
     def _compute(self, step: Step, steps: list[Step], position: int, sources: list[Step]) -> None:
         args = self._arguments(step, steps)
         store = self.store if step.store else None
-        fields = _record_fields(step, steps)
+        fields = _record_fields(step, steps) if store is not None else {}
         try:
-            outcome = compute_step(step.stage, args, store, step.format, step.key, fields, _watches(sources))
+            watches = _watches(sources) if sources else []
+            outcome = compute_step(step.stage, args, store, step.format, step.key, fields, watches)
         except BaseException as exc:
             _note_stage(exc, step, steps, position)
             raise
@@ -287,7 +288,7 @@ class _Runner:
                                 self.store if step.store else None,
                                 step.format,
                                 step.key,
-                                _record_fields(step, steps),
+                                _record_fields(step, steps) if step.store and self.store is not None else {},
                                 _watches([steps[i] for i in upstream]),
                             )
                             running[future] = (step, position)
