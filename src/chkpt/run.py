@@ -53,8 +53,9 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             if store is not None and config.store is not False and not damaged:
                 store.ensure_writable()
             if pool is None and config.executor not in (None, "sync"):
-                _check_picklable(plan, config)
                 pool, owned = open_executor(config.executor, config.workers)
+                if pool is not None and pickles_its_work(pool):
+                    _check_picklable(plan)
             elif pool is None and config.keep_going:
                 # keep_going needs the scheduler that tracks what a failure blocks; run it in this process.
                 pool, owned = InlineExecutor(), False
@@ -76,13 +77,9 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             pool.shutdown(wait=True)
 
 
-def _check_picklable(plan: Plan, config: Config) -> None:
+def _check_picklable(plan: Plan) -> None:
     """For an executor that runs stages in other processes, every stage to compute must pickle: say so now,
     naming the stage, rather than when the pool first fails to send it."""
-    if config.executor != "processes" and not (
-        config.executor not in (None, "sync", "threads") and pickles_its_work(config.executor)  # type: ignore[arg-type]
-    ):
-        return
     import pickle
 
     for step in plan.steps:
