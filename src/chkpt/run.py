@@ -121,18 +121,13 @@ class _Runner:
                 for item in step.inputs:
                     if isinstance(item, int):
                         consumers[item] += 1
-        # For each computed step, the watched steps (files) whose content flows out of it: a source that changed
-        # during the run must not have results made from its new content stored under its old content's key.
         carries: dict[int, frozenset[int]] = {}
         watching = any(step.watched is not None for step in steps)
         position = 0
         for step in steps:
             if step.action == "compute":
                 position += 1
-                upstream: frozenset[int] = frozenset()
-                if watching:
-                    upstream = upstream.union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
-                    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
+                upstream = _watched_upstream(step, carries) if watching else frozenset()
                 self._compute(step, steps, position, [steps[i] for i in upstream])
                 for item in step.inputs:
                     if isinstance(item, int):
@@ -276,8 +271,7 @@ class _Runner:
                             blocked.add(number)
                         else:
                             position += 1
-                            upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in inputs))
-                            carries[number] = upstream | {number} if step.watched is not None else upstream
+                            upstream = _watched_upstream(step, carries)
                             future = pool.submit(
                                 compute_step,
                                 step.stage,
@@ -369,6 +363,15 @@ def _record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
         "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
     }
+
+
+def _watched_upstream(step: Step, carries: dict[int, frozenset[int]]) -> frozenset[int]:
+    """The watched steps (files) whose content flows into `step`; records in `carries` what flows out of it. A
+    source that changes during the run must not have results made from its new content stored under its old
+    content's key."""
+    upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
+    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
+    return upstream
 
 
 def _watches(sources: list[Step]) -> list[tuple[str, Callable[[], bytes], bytes | None]]:
