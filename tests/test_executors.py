@@ -614,14 +614,14 @@ def test_the_executors_and_workers_that_are_accepted() -> None:
 # --- 10. Ctrl-C ------------------------------------------------------------------------------------------------------
 
 INTERRUPTED = """
-import sys, time
+import os, sys, time
 import chkpt
 
 directory, log = sys.argv[1], sys.argv[2]
 
 def note(label, what):
     with open(log, "a") as file:
-        file.write(f"{label} {what} {time.time():.6f}\\n")
+        file.write(f"{label} {what} {time.time():.6f} {os.getpid()}\\n")
 
 def long():
     note("long", "start")
@@ -640,19 +640,22 @@ def after(x, y):
 
 pipeline = (chkpt.Stage(long), chkpt.Stage(queued)) >> chkpt.Stage(after)
 try:
-    pipeline(chkpt.Config(dir=directory, verbose=False, executor="threads", workers=1))
+    pipeline(chkpt.Config(dir=directory, verbose=False, executor=sys.argv[3], workers=1))
 except KeyboardInterrupt:
     note("main", "interrupted")
     raise
 """
 
 
-def test_ctrl_c_reaches_the_caller_at_once_and_nothing_else_starts_or_is_stored(tmp_path: Path) -> None:
+@pytest.mark.parametrize("executor", EXECUTORS)
+def test_ctrl_c_stops_the_run_and_the_process_exits_at_once_storing_nothing_half_done(
+    tmp_path: Path, executor: str
+) -> None:
     script = tmp_path / "interrupted.py"
     script.write_text(textwrap.dedent(INTERRUPTED))
     directory, log = tmp_path / "ck", tmp_path / "log"
     process = subprocess.Popen(
-        [sys.executable, str(script), str(directory), str(log)],
+        [sys.executable, str(script), str(directory), str(log), executor],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -663,28 +666,31 @@ def test_ctrl_c_reaches_the_caller_at_once_and_nothing_else_starts_or_is_stored(
         assert process.stdout is not None
         assert process.stdout.readline() == "started\n"
         sent = time.time()
-        process.send_signal(signal.SIGINT)
-        try:
-            _, err = process.communicate(timeout=5)
-        except subprocess.TimeoutExpired:
-            # A thread cannot be killed, and the interpreter joins a ThreadPoolExecutor's threads at exit: today
-            # the process lingers until the long stage returns (30 s) and then stores it. Stop it here.
-            process.kill()
-            _, err = process.communicate()
+        process.send_signal(signal.SIGINT)  # to this process alone, not to its workers: as `kill -INT` would
+        _, err = process.communicate(timeout=10)
+        exited = time.time() - sent
     finally:
         watchdog.cancel()
         if process.poll() is None:
             process.kill()
             process.wait()
+    # the process ended without waiting for the running stage (30 s): a thread pool's threads are daemons, a
+    # process pool's workers are terminated
+    assert exited < 5, exited
     assert process.returncode != 0
     assert "KeyboardInterrupt" in err, err
     trace = [line.split() for line in log.read_text().splitlines()]
     # the interrupt reached the caller at once, not when the stage it waited for returned
-    interrupted = [float(at) for label, what, at in trace if label == "main"]
+    interrupted = [float(at) for label, what, at, _ in trace if label == "main"]
     assert len(interrupted) == 1 and interrupted[0] - sent < 3, (trace, sent)
-    started = [label for label, what, _ in trace if what == "start"]
+    started = [label for label, what, _, _ in trace if what == "start"]
     # workers=1: queued may have run before long, but never after; after never started
     assert "after" not in started and "long" in started
     assert "queued" not in started[started.index("long") :]
-    assert ("long", "end") not in [(label, what) for label, what, _ in trace]
+    assert ("long", "end") not in [(label, what) for label, what, _, _ in trace]
     assert not list(directory.rglob("*.json")) and not list(directory.rglob("*.tmp"))
+    # nothing of the run lives on: the process that ran the long stage is gone (a thread died with its process)
+    (runner,) = [int(pid) for label, what, _, pid in trace if (label, what) == ("long", "start")]
+    time.sleep(0.5)  # an orphaned process is reaped by init
+    with pytest.raises(ProcessLookupError):
+        os.kill(runner, 0)

@@ -62,6 +62,15 @@ class Step:
         return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
 
 
+class Replan(Exception):
+    """A checkpoint the plan loads turned out to be unreadable when it was read: the run is planned again, with
+    its key marked damaged, from the values it already holds."""
+
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
 class Plan:
     """The steps in an order where every step comes after its inputs; the last one is the target."""
 

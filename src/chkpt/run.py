@@ -12,25 +12,21 @@ import sys
 import time
 import warnings
 
-from . import codecs
-from ._version import __version__
+from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
 from .config import Config
-from .errors import ChkptWarning, PipelineError, SerializationError, StagesFailed, StoreError
-from .executors import InlineExecutor, open_executor, pickles_its_work
-from .modules import module_identity
-from .plan import Plan, Step, make_plan
+from .errors import ChkptWarning, PipelineError, StagesFailed, StoreError
+from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
+from .plan import Plan, Replan, Step, make_plan
 from .records import Run, StageRecord
 from .store import Damaged, LocalStore
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import logging
-    from collections.abc import Callable
     from concurrent.futures import Executor
     from typing import Any, TypeVar
 
     from .pipeline import Pipeline
-    from .stage import Stage
 
     R = TypeVar("R")
 
@@ -60,16 +56,22 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
                 # keep_going needs the scheduler that tracks what a failure blocks; run it in this process.
                 pool, owned = InlineExecutor(), False
             try:
-                value = runner.execute(plan) if pool is None else runner.execute_parallel(plan, pool)
-            except _Replan as replan:
+                if pool is None:
+                    value = runner.execute(plan)
+                elif is_dask_client(pool):
+                    from .cluster import execute_on_dask
+
+                    value = execute_on_dask(runner, plan, pool)
+                else:
+                    value = runner.execute_parallel(plan, pool)
+            except Replan as replan:
                 damaged.add(replan.key)
                 continue
             return Run(value, runner.records)
     except KeyboardInterrupt:
-        # Stop promptly: what has not started is cancelled, and what runs finishes in the background (a stage
-        # cannot be stopped from outside), writing only whole checkpoints.
+        # Stop promptly: what has not started is cancelled, and nothing left running keeps the process alive.
         if owned and pool is not None:
-            pool.shutdown(wait=False, cancel_futures=True)
+            abandon(pool)
             owned = False
         raise
     finally:
@@ -95,13 +97,9 @@ def _check_picklable(plan: Plan) -> None:
                 ) from None
 
 
-class _Replan(Exception):
-    def __init__(self, key: str) -> None:
-        self.key = key
-
-
 class _Runner:
-    """Executes plans in this process, one step at a time, in dependency order."""
+    """Executes plans: in this process in plan order, or on a pool step by step; keeps the values and records.
+    (cluster.py runs a plan on Dask through its `record` and `report_*` methods.)"""
 
     def __init__(self, config: Config, store: LocalStore | None) -> None:
         self.config = config
@@ -127,7 +125,7 @@ class _Runner:
         for step in steps:
             if step.action == "compute":
                 position += 1
-                upstream = _watched_upstream(step, carries) if watching else frozenset()
+                upstream = watched_upstream(step, carries) if watching else frozenset()
                 self._compute(step, steps, position, [steps[i] for i in upstream])
                 for item in step.inputs:
                     if isinstance(item, int):
@@ -147,21 +145,21 @@ class _Runner:
             value, size = self.store.read(name, step.key, step.format, mmap=step.stage.mmap)
         except FileNotFoundError:
             reason = "it disappeared after the run was planned"
-            self._report_damage(step, reason)
-            raise _Replan(step.key) from None
+            self.report_damage(step, reason)
+            raise Replan(step.key) from None
         except Damaged as exc:
-            self._report_damage(step, str(exc))
-            raise _Replan(step.key) from None
+            self.report_damage(step, str(exc))
+            raise Replan(step.key) from None
         except OSError as exc:
-            self._report_damage(step, f"it cannot be read: {exc.strerror or exc}")
-            raise _Replan(step.key) from None
+            self.report_damage(step, f"it cannot be read: {exc.strerror or exc}")
+            raise Replan(step.key) from None
         except StoreError as exc:
             path = self.store.marker(name, step.key, step.format)
             raise StoreError(f"stage '{name}': checkpoint {path}: {exc}") from None
         self.values[step.key] = value
-        self._record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size))
+        self.record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size))
 
-    def _report_damage(self, step: Step, reason: str) -> None:
+    def report_damage(self, step: Step, reason: str) -> None:
         assert self.store is not None
         path = self.store.marker(step.stage.name, step.key, step.format)
         message = f"checkpoint {path} of stage '{step.stage.name}' cannot be loaded: {reason}; recomputing it"
@@ -174,12 +172,12 @@ class _Runner:
     def _compute(self, step: Step, steps: list[Step], position: int, sources: list[Step]) -> None:
         args = self._arguments(step, steps)
         store = self.store if step.store else None
-        fields = _record_fields(step, steps) if store is not None else {}
+        fields = record_fields(step, steps) if store is not None else {}
         try:
-            watches = _watches(sources) if sources else []
+            watches = watches_of(sources) if sources else []
             outcome = compute_step(step.stage, args, store, step.format, step.key, fields, watches)
         except BaseException as exc:
-            _note_stage(exc, step, steps, position)
+            note_stage(exc, step, steps, position)
             raise
         self._finish(step, *outcome)
 
@@ -189,6 +187,10 @@ class _Runner:
     def _finish(self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None) -> None:
         """Take a computed step's value and report it, in this process whatever computed it."""
         self.values[step.key] = value
+        self.report_computed(step, seconds, size, changed)
+
+    def report_computed(self, step: Step, seconds: float, size: int | None, changed: str | None) -> None:
+        """Record a computed step (stored if `size` is not None), and warn if a watched source `changed`."""
         if changed is not None:
             message = (
                 f"'{changed}' changed while this run was going, so the result of stage '{step.stage.name}' is not "
@@ -197,7 +199,7 @@ class _Runner:
             )
             warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
         outcome = "computed" if size is None else "stored"
-        self._record(StageRecord(step.stage.name, step.key, outcome, seconds, size))
+        self.record(StageRecord(step.stage.name, step.key, outcome, seconds, size))
 
     def _collect(
         self,
@@ -214,7 +216,7 @@ class _Runner:
             try:
                 outcome = future.result()
             except BaseException as exc:
-                _note_stage(exc, step, steps, place)
+                note_stage(exc, step, steps, place)
                 failures.append((step, exc))
                 blocked.add(step.number)
             else:
@@ -261,7 +263,7 @@ class _Runner:
                     if step.action == "load":
                         try:
                             self._load(step)
-                        except _Replan:
+                        except Replan:
                             # Let what runs finish and keep its values, so the new plan reuses them.
                             self._drain(running, steps, failures, blocked)
                             raise
@@ -271,7 +273,7 @@ class _Runner:
                             blocked.add(number)
                         else:
                             position += 1
-                            upstream = _watched_upstream(step, carries)
+                            upstream = watched_upstream(step, carries)
                             future = pool.submit(
                                 compute_step,
                                 step.stage,
@@ -279,8 +281,8 @@ class _Runner:
                                 self.store if step.store else None,
                                 step.format,
                                 step.key,
-                                _record_fields(step, steps) if step.store and self.store is not None else {},
-                                _watches([steps[i] for i in upstream]),
+                                record_fields(step, steps) if step.store and self.store is not None else {},
+                                watches_of([steps[i] for i in upstream]),
                             )
                             running[future] = (step, position)
                             continue
@@ -300,7 +302,7 @@ class _Runner:
             raise failures[0][1]
         return self.values[plan.target.key]
 
-    def _record(self, record: StageRecord) -> None:
+    def record(self, record: StageRecord) -> None:
         self.records.append(record)
         logs = self.logger is not None and self.logger.isEnabledFor(_INFO)
         if not (logs or self.config.verbose):
@@ -313,79 +315,6 @@ class _Runner:
 
 
 _INFO = 20  # logging.INFO, without importing logging
-
-
-def compute_step(
-    stage: Stage[..., Any],
-    args: tuple[Any, ...],
-    store: LocalStore | None,
-    format_name: str,
-    key: str,
-    record: dict[str, Any],
-    watches: list[tuple[str, Callable[[], bytes], bytes | None]],
-) -> tuple[Any, float, int | None, str | None]:
-    """Compute one stage and store its value: the work of a step, wherever it runs (so it pickles).
-
-    Returns the value, the seconds it took, the bytes stored (None if it was not stored), and the name of a
-    watched source (a file) that changed since the run was planned, in which case the value is not stored: it
-    may come from the new content, and its key is the old content's. The stage's own exceptions propagate.
-    """
-    started = time.perf_counter()
-    value = stage.call_with_inputs(args)
-    seconds = time.perf_counter() - started
-    if store is None:
-        return value, seconds, None, None
-    for name, watch, planned in watches:
-        try:
-            unchanged = watch() == planned
-        except OSError:
-            unchanged = False
-        if not unchanged:
-            return value, seconds, None, name
-    try:
-        codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
-        size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
-    except SerializationError as exc:
-        raise SerializationError(f"stage '{stage.name}': {exc}") from None
-    except StoreError as exc:
-        raise StoreError(f"stage '{stage.name}': {exc}") from None
-    return value, seconds, size, None
-
-
-def _record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
-    stage = step.stage
-    return {
-        "chkpt_version": __version__,
-        "stage": stage.name,
-        "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
-        "format": step.format,
-        "codec": step.format,
-        "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-    }
-
-
-def _watched_upstream(step: Step, carries: dict[int, frozenset[int]]) -> frozenset[int]:
-    """The watched steps (files) whose content flows into `step`; records in `carries` what flows out of it. A
-    source that changes during the run must not have results made from its new content stored under its old
-    content's key."""
-    upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
-    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
-    return upstream
-
-
-def _watches(sources: list[Step]) -> list[tuple[str, Callable[[], bytes], bytes | None]]:
-    """The watched sources a step's value was made from, with what their watch returned when planned."""
-    return [(source.stage.name, source.stage.watch, source.watched) for source in sources if source.stage.watch]
-
-
-def _note_stage(exc: BaseException, step: Step, steps: list[Step], position: int) -> None:
-    total = sum(s.action == "compute" for s in steps)
-    _add_note(
-        exc,
-        f"chkpt: raised by stage '{step.stage.name}' (step {position} of {total} to compute for "
-        f"'{steps[-1].stage.name}', key {step.key[:12]})",
-    )
 
 
 def _caller_stacklevel() -> int:
@@ -414,15 +343,6 @@ def _size(n: int | None) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1000
     raise AssertionError("unreachable")
-
-
-def _add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(note)
-    else:
-        # Python 3.10 has no add_note; the note is kept where 3.11's traceback printing would look for it.
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
 
 
 def _logger() -> logging.Logger | None:

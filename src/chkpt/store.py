@@ -72,6 +72,10 @@ class LocalStore:
         self.durable = durable
         self._folders: dict[str, str] = {}
 
+    def __reduce__(self) -> tuple[type[LocalStore], tuple[str, bool]]:
+        # Sent with every step to a worker process: the folder cache stays here.
+        return LocalStore, (self.root, self.durable)
+
     def path(self, stage_name: str, key: str, extension: str) -> str:
         folder = self._folders.get(stage_name)
         if folder is None:

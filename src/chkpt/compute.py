@@ -1,0 +1,107 @@
+"""One step's work, wherever it runs: compute a stage from its inputs and store its checkpoint; and the facts
+about a step that travel with it (its record's fields, the watched sources it was made from) or are added to its
+error (which stage raised).
+
+Everything here is module-level and takes plain arguments, so that a worker process or a Dask worker runs the
+same code as this process.
+"""
+
+from __future__ import annotations
+
+import time
+
+from . import codecs
+from ._version import __version__
+from .errors import SerializationError, StoreError
+from .modules import module_identity
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .plan import Step
+    from .stage import Stage
+    from .store import LocalStore
+
+
+def compute_step(
+    stage: Stage[..., Any],
+    args: tuple[Any, ...],
+    store: LocalStore | None,
+    format_name: str,
+    key: str,
+    record: dict[str, Any],
+    watches: list[tuple[str, Callable[[], bytes], bytes | None]],
+) -> tuple[Any, float, int | None, str | None]:
+    """Compute one stage and store its value: the work of a step, wherever it runs (so it pickles).
+
+    Returns the value, the seconds it took, the bytes stored (None if it was not stored), and the name of a
+    watched source (a file) that changed since the run was planned, in which case the value is not stored: it
+    may come from the new content, and its key is the old content's. The stage's own exceptions propagate.
+    """
+    started = time.perf_counter()
+    value = stage.call_with_inputs(args)
+    seconds = time.perf_counter() - started
+    if store is None:
+        return value, seconds, None, None
+    for name, watch, planned in watches:
+        try:
+            unchanged = watch() == planned
+        except OSError:
+            unchanged = False
+        if not unchanged:
+            return value, seconds, None, name
+    try:
+        codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
+        size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
+    except SerializationError as exc:
+        raise SerializationError(f"stage '{stage.name}': {exc}") from None
+    except StoreError as exc:
+        raise StoreError(f"stage '{stage.name}': {exc}") from None
+    return value, seconds, size, None
+
+
+def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
+    stage = step.stage
+    return {
+        "chkpt_version": __version__,
+        "stage": stage.name,
+        "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
+        "format": step.format,
+        "codec": step.format,
+        "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+
+def watched_upstream(step: Step, carries: dict[int, frozenset[int]]) -> frozenset[int]:
+    """The watched steps (files) whose content flows into `step`; records in `carries` what flows out of it. A
+    source that changes during the run must not have results made from its new content stored under its old
+    content's key."""
+    upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
+    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
+    return upstream
+
+
+def watches_of(sources: list[Step]) -> list[tuple[str, Callable[[], bytes], bytes | None]]:
+    """The watched sources a step's value was made from, with what their watch returned when planned."""
+    return [(source.stage.name, source.stage.watch, source.watched) for source in sources if source.stage.watch]
+
+
+def note_stage(exc: BaseException, step: Step, steps: list[Step], position: int) -> None:
+    total = sum(s.action == "compute" for s in steps)
+    add_note(
+        exc,
+        f"chkpt: raised by stage '{step.stage.name}' (step {position} of {total} to compute for "
+        f"'{steps[-1].stage.name}', key {step.key[:12]})",
+    )
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    add_note = getattr(exc, "add_note", None)
+    if add_note is not None:
+        add_note(note)
+    else:
+        # Python 3.10 has no add_note; the note is kept where 3.11's traceback printing would look for it.
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]
