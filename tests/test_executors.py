@@ -9,6 +9,7 @@ report what they do by appending a line to a file (a tally), since a counter in 
 from __future__ import annotations
 
 import functools
+import gc
 import multiprocessing
 import os
 import signal
@@ -17,6 +18,7 @@ import sys
 import textwrap
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -414,6 +416,40 @@ def test_records_and_log_lines_come_in_the_order_stages_finish(
     lines = [line for line in err.splitlines() if line.startswith("chkpt: ")]
     assert [line.split()[1] for line in lines] == finished, err
     assert all(" computed in " in line and ", stored " in line for line in lines), err
+
+
+# --- intermediate values are let go once their last reader has run ------------------------------------------------
+
+
+class Bulky:
+    """A value whose lifetime a test can watch through a weak reference."""
+
+
+ALIVE: list[weakref.ref[Bulky]] = []
+
+
+def make_bulky() -> Bulky:
+    bulky = Bulky()
+    ALIVE.append(weakref.ref(bulky))
+    return bulky
+
+
+def size_of(bulky: Bulky) -> int:
+    return 1
+
+
+def still_alive(n: int) -> bool:
+    """Runs after size_of: is the Bulky that only size_of read still held by anyone?"""
+    gc.collect()
+    return any(ref() is not None for ref in ALIVE)
+
+
+def test_a_value_is_let_go_when_the_last_stage_that_reads_it_has_run(tmp_path: Path) -> None:
+    ALIVE.clear()
+    pipeline = () >> chkpt.Stage(make_bulky) >> chkpt.Stage(size_of) >> chkpt.Stage(still_alive)
+    for executor in ("threads", None):
+        assert pipeline(quiet(tmp_path / "ck", store=False, executor=executor)) is False, executor
+    assert len(ALIVE) == 2
 
 
 # --- a damaged checkpoint found during a parallel run ----------------------------------------------------------------

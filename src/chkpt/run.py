@@ -107,6 +107,7 @@ class _Runner:
         self.values: dict[str, Any] = {}
         self.records: list[StageRecord] = []
         self.logger = _logger()
+        self._unread: dict[int, int] = {}
 
     def execute(self, plan: Plan) -> Any:
         # A plan lists every step after its inputs, so running them in that order is running them as soon as
@@ -221,8 +222,19 @@ class _Runner:
                 blocked.add(step.number)
             else:
                 self._finish(step, *outcome)
+                self._let_go(step, steps)
             numbers.append(step.number)
         return numbers
+
+    def _let_go(self, step: Step, steps: list[Step]) -> None:
+        """Drop the input values of a computed step that no step still to finish reads (see _unread)."""
+        unread = self._unread
+        for item in step.inputs:
+            if isinstance(item, int) and item in unread:
+                unread[item] -= 1
+                if unread[item] == 0:
+                    del unread[item]
+                    self.values.pop(steps[item].key, None)
 
     def _drain(
         self,
@@ -251,6 +263,14 @@ class _Runner:
             elif step.action != "skip":
                 sorter.add(step.number)
         sorter.prepare()
+        # How many compute steps read each step's value; the target's is never dropped.
+        unread: dict[int, int] = {}
+        self._unread = unread
+        for step in steps:
+            if step.action == "compute":
+                for item in step.inputs:
+                    if isinstance(item, int) and item != plan.target.number:
+                        unread[item] = unread.get(item, 0) + 1
         carries: dict[int, frozenset[int]] = {}
         running: dict[concurrent.futures.Future[Any], tuple[Step, int]] = {}
         failures: list[tuple[Step, BaseException]] = []
