@@ -8,6 +8,7 @@ they do by appending lines to a file.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -269,3 +270,15 @@ def test_ctrl_c_returns_at_once_and_leaves_only_whole_checkpoints(tmp_path: Path
     for name, options in (("long", {"seconds": 3.0}), ("queued", {})):
         if checkpoints(directory, name):
             assert loads_alone(() >> step(name, log, **options), directory) == [name]
+
+
+def test_an_asynchronous_client_is_a_config_error_before_anything_runs(client: Any, tmp_path: Path) -> None:
+    log = tmp_path / "log"
+
+    async def run_with_an_asynchronous_client() -> None:
+        async with distributed.Client(client.scheduler.address, asynchronous=True) as asynchronous:  # type: ignore[no-untyped-call]
+            with pytest.raises(chkpt.ConfigError, match="asynchronous"):
+                (() >> step("first", log)).run(quiet(tmp_path / "ck", executor=asynchronous))
+
+    asyncio.run(run_with_an_asynchronous_client())
+    assert not log.exists()

@@ -16,7 +16,7 @@ import queue
 import time
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
-from .errors import ChkptError, StagesFailed
+from .errors import ChkptError, ConfigError, StagesFailed
 from .plan import Replan
 from .records import StageRecord
 from .store import Damaged, LocalStore
@@ -138,6 +138,8 @@ def execute_on_dask(runner: _Runner, plan: Plan, client: Any) -> Any:
     checkpoint, keeping the futures of what finished in `runner.values` for the next plan."""
     import uuid
 
+    if client.asynchronous:
+        raise ConfigError("Config(executor=...) takes a Dask Client made without asynchronous=True: a run waits for it")
     steps = plan.steps
     topic = f"chkpt-{uuid.uuid4().hex}"
     store = None if runner.store is None else LocalStore(os.path.abspath(runner.store.root), runner.store.durable)

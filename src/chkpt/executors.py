@@ -35,8 +35,9 @@ def open_executor(spec: object, workers: int | None) -> tuple[Executor | None, b
 
 def is_dask_client(executor: object) -> bool:
     """Whether the executor is a dask.distributed Client (told without importing dask)."""
-    kind = type(executor)
-    return kind.__module__.startswith("distributed.") and kind.__name__ == "Client"
+    return any(
+        kind.__name__ == "Client" and kind.__module__.startswith("distributed.") for kind in type(executor).__mro__
+    )
 
 
 def pickles_its_work(executor: object) -> bool:
