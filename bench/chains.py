@@ -101,3 +101,13 @@ def big_stages() -> str:
         + "    return np.arange(mib * 131072, dtype=np.float64)\n\n\n"
         + '@chkpt.Stage.wrap(format="numpy")\ndef consumer(array):\n    return array * 2\n'
     )
+
+
+def parallel_functions() -> str:
+    """The stages of the parallel executors' first row: a CPU-bound spin of `n` steps (pure Python, so it holds
+    one core and the GIL for as long as it runs) and a trivial join of two values."""
+    return (
+        HEADER
+        + "def spin(n=0, j=0):\n    x = j\n    for _ in range(n):\n        x += 1\n    return x\n\n\n"
+        + "def join(a, b):\n    return a + b\n"
+    )

@@ -1,14 +1,17 @@
 """chkpt's speed next to its floors and peers, all measured in this run: `python bench/run.py`.
 
-Prints two tables. "Core" (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a
+Prints three tables. "Core" (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a
 layered graph, and building a long chain. "Formats" (issue 3, "Speed"): storing and loading a 256 MiB numpy array
 (durable, scratch, with and without the chkpt[fast] extra), the key time of a stage taking a big array, and the
-JSON codec on a 50 MB list of small dicts. `--only core` or `--only formats` runs one of them.
+JSON codec on a 50 MB list of small dicts. "Parallel" (the parallel executors' issue): two ~1 s CPU-bound stages on
+executor="processes", a 1,000-node graph on a Dask LocalCluster next to dask.delayed and a plain Dask graph, and the
+per-node overhead of executor="threads" on a 10,000-node graph. `--only core`, `--only formats` or
+`--only parallel` runs one of them.
 
 Every measurement runs in a child process started with this interpreter and is timed inside the child, so
-interpreter start-up is not part of any figure. Peers (joblib, dask, Hamilton) are optional: a peer that is not
-installed shows as 'not installed'. Generated modules, stores, caches and data files live in bench/out/run-<pid>/
-and are removed at the end (pass --keep to keep them). Progress goes to stderr.
+interpreter start-up is not part of any figure. Peers (joblib, dask, dask.distributed, Hamilton) are optional: a
+peer that is not installed shows as 'not installed'. Generated modules, stores, caches and data files live in
+bench/out/run-<pid>/ and are removed at the end (pass --keep to keep them). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -65,6 +68,11 @@ def installed(module: str) -> bool:
 def child(name: str, runner: str = "workloads", **args: Any) -> dict[str, Any]:
     """Run RUNNER.NAME(**args) (a function of bench/workloads.py, or of another module of bench/ given as
     `runner`) in a fresh interpreter and return what it measured."""
+    return run_child(name, runner, args)
+
+
+def run_child(name: str, runner: str, args: dict[str, Any], timeout: float = 600) -> dict[str, Any]:
+    """`child`, with a time limit: subprocess.TimeoutExpired when the child takes more than `timeout` seconds."""
     code = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import {runner}; {runner}.main()"
     args["workdir"] = str(WORK)
     proc = subprocess.run(
@@ -72,7 +80,7 @@ def child(name: str, runner: str = "workloads", **args: Any) -> dict[str, Any]:
         capture_output=True,
         text=True,
         env=ENV,
-        timeout=600,
+        timeout=timeout,
         check=False,
     )
     if proc.returncode != 0:
@@ -134,7 +142,7 @@ def print_table(header: list[str], rows: list[Row]) -> None:
 # --- set-up ---------------------------------------------------------------------------------------------------
 
 
-def write_modules(core: bool, formats: bool) -> None:
+def write_modules(core: bool, formats: bool, parallel: bool) -> None:
     """Generate the modules the chosen tables need in WORK and compile them, and compile chkpt itself."""
     WORK.mkdir(parents=True)
     modules: dict[str, str] = {}
@@ -153,6 +161,9 @@ def write_modules(core: bool, formats: bool) -> None:
             modules[f"ham_layers_{layers}"] = chains.hamilton_layers(layers, WIDTH)
     if formats:
         modules["big_stages"] = chains.big_stages()
+    if parallel:
+        modules["layer_funcs"] = chains.layer_functions()
+        modules["parallel_funcs"] = chains.parallel_functions()
     # Date the files an hour back: a warm rerun is a run of code that was not just edited (chkpt double-checks
     # source files modified around its process's start, which a file written a second ago would be).
     an_hour_ago = time.time() - 3600
@@ -422,10 +433,12 @@ def formats_child(name: str, **args: Any) -> dict[str, Any]:
     return child(name, runner="format_workloads", **args)
 
 
-def best_of(tasks: dict[str, tuple[str, dict[str, Any]]], repeats: int) -> dict[str, Result]:
-    """Run every task `repeats` times, each in a fresh child, in rounds (so a slow spell of the machine hits
-    every task alike) whose order rotates, and keep for each task the minimum of each timing it reports, or why
-    it failed."""
+def best_of(
+    tasks: dict[str, tuple[str, dict[str, Any]]], repeats: int, runner: str = "format_workloads"
+) -> dict[str, Result]:
+    """Run every task `repeats` times, each in a fresh child (a function of bench/<runner>.py), in rounds (so a
+    slow spell of the machine hits every task alike) whose order rotates, and keep for each task the minimum of
+    each timing it reports, or why it failed."""
     best: dict[str, Result] = {}
     names = list(tasks)
     for round in range(repeats):
@@ -437,7 +450,7 @@ def best_of(tasks: dict[str, tuple[str, dict[str, Any]]], repeats: int) -> dict[
             if isinstance(previous, str):
                 continue
             try:
-                result = formats_child(function, **args)
+                result = child(function, runner=runner, **args)
             except (ChildError, subprocess.TimeoutExpired) as exc:
                 best[name] = f"failed: {exc}"
                 continue
@@ -734,6 +747,200 @@ def formats_notes() -> list[str]:
     ]
 
 
+# --- parallel executors -----------------------------------------------------------------------------------------
+
+SPIN_SECONDS = 1.0  # each of the two CPU-bound stages: this long on one core, calibrated in the child
+SPIN_ROUNDS = 3
+CLUSTER_LAYERS, CLUSTER_WIDTH = 100, 10  # 1,000 nodes on the Dask cluster
+CLUSTER_ROUNDS = 5  # after one warm-up run of each variant
+CLUSTER_TIMEOUT = 300  # seconds for the whole cluster child (it takes about a minute)
+THREADS_LAYERS, THREADS_WIDTH = 1_000, 10  # 10,000 nodes on executor="threads"
+THREADS_REPEATS = 3
+
+
+def parallel_child(name: str, timeout: float = 600, **args: Any) -> dict[str, Any]:
+    return run_child(name, "parallel_workloads", args, timeout)
+
+
+def measure_spins() -> list[Row]:
+    log(f"two ~{SPIN_SECONDS:.0f} s CPU-bound stages + a join: processes, sync, joblib; best of {SPIN_ROUNDS} rounds")
+    result = parallel_child("spins", rounds=SPIN_ROUNDS, seconds=SPIN_SECONDS)
+    one = result["spin"]
+    processes, sync = result["processes"], result["sync"]
+    if isinstance(result["joblib"], str):
+        joblib_cell: Cell = f"joblib: {result['joblib']}"
+    else:
+        joblib_cell = [
+            f"joblib.Parallel(n_jobs=2): {duration(result['joblib'])}",
+            f"({result['joblib'] / one:.2f}x one spin; its first",
+            f"call, starting loky's workers: {duration(result['joblib_first'])})",
+        ]
+    return [
+        [
+            ["2 independent ~1 s CPU-bound stages", "+ a trivial join, no caching:", "executor='processes', workers=2"],
+            [duration(processes), f"({processes / one:.2f}x one spin)"],
+            [f"one spin alone: {duration(one)}", f"(n = {result['n']:,} steps);", "on 2 cores, ideal: 1 spin"],
+            joblib_cell,
+            "<= 1.3 s",
+            verdict(processes <= 1.3),
+        ],
+        [
+            ["  the same, executor='sync'", "  (one stage after the other)"],
+            [duration(sync), f"({sync / one:.2f}x one spin)"],
+            "(the same floor)",
+            "",
+            "- (info: ~2 spins)",
+            "-",
+        ],
+    ]
+
+
+def measure_cluster() -> list[Row]:
+    nodes = CLUSTER_LAYERS * CLUSTER_WIDTH
+    label = [
+        f"{nodes:,}-node layered graph ({CLUSTER_LAYERS} x",
+        f"{CLUSTER_WIDTH}) + sink, no caching, on a",
+        "LocalCluster (2 worker processes x",
+        "1 thread): Config(executor=client)",
+    ]
+    target = ["<= dask.delayed", "(chkpt / delayed <= 1.0)"]
+    if not installed("distributed"):
+        return [[label, "dask.distributed not installed", "", "", target, "NO"]]
+    log(f"{nodes:,}-node graph on a Dask LocalCluster: chkpt, dask.delayed, client.get; {CLUSTER_ROUNDS} rounds")
+    result = parallel_child(
+        "dask_cluster", timeout=CLUSTER_TIMEOUT, layers=CLUSTER_LAYERS, width=CLUSTER_WIDTH, rounds=CLUSTER_ROUNDS
+    )
+    chkpt, delayed, get = result["chkpt"], result["delayed"], result["get"]
+    ratio = chkpt["total"] / delayed["total"]
+
+    def split(timed: dict[str, float]) -> str:
+        return f"(build {duration(timed['build'])} + run {duration(timed['run'])})"
+
+    return [
+        [
+            label,
+            [
+                duration(chkpt["total"]),
+                split(chkpt),
+                f"{ratio:.2f}x dask.delayed",
+                f"(run alone: {chkpt['run'] / delayed['run']:.2f}x)",
+            ],
+            ["client.get(one dict graph):", duration(get["total"]), split(get)],
+            ["dask.delayed + dask.compute on", f"the same client: {duration(delayed['total'])}", split(delayed)],
+            target,
+            verdict(ratio <= 1.0),
+        ],
+        [
+            ["  cluster start; first (warm-up)", "  run of each variant"],
+            [f"start: {duration(result['start'])}", f"first run: {duration(result['warm']['chkpt'])}"],
+            f"first run: {duration(result['warm']['get'])}",
+            f"first run: {duration(result['warm']['delayed'])}",
+            "- (info)",
+            "-",
+        ],
+    ]
+
+
+def measure_threads() -> list[Row]:
+    nodes = THREADS_LAYERS * THREADS_WIDTH
+    log(f"{nodes:,}-node graph: executor='threads', sync, floors; {THREADS_REPEATS} rounds of fresh processes")
+    args: dict[str, Any] = {"layers": THREADS_LAYERS, "width": THREADS_WIDTH, "repeats": 1}
+    tasks = {tool: ("threaded_graph", {**args, "tool": tool}) for tool in ("threads", "sync", "pool", "floor")}
+    results = best_of(tasks, THREADS_REPEATS, runner="parallel_workloads")
+    if installed("dask"):
+        log(f"  dask.delayed, threaded scheduler: built once (slow), computed {THREADS_REPEATS} times")
+        try:
+            results["dask"] = parallel_child("threaded_graph", tool="dask", **{**args, "repeats": THREADS_REPEATS})
+        except (ChildError, subprocess.TimeoutExpired) as exc:
+            results["dask"] = f"failed: {exc}"
+    else:
+        results["dask"] = "not installed"
+
+    def per_node(result: Result) -> str:
+        if isinstance(result, str):
+            return result
+        return us(result["total"], nodes, "node")
+
+    def split(result: Result) -> str:
+        if isinstance(result, str):
+            return ""
+        return f"(build {result['build'] / nodes * 1e6:.1f} + run {result['run'] / nodes * 1e6:.1f})"
+
+    threads = results["threads"]
+    if isinstance(threads, str):
+        raise ChildError(threads)
+    return [
+        [
+            [
+                f"{nodes:,}-node layered graph",
+                f"({THREADS_LAYERS:,} x {THREADS_WIDTH}) + sink, trivial stages:",
+                "executor='threads', workers=2",
+            ],
+            [per_node(threads), split(threads)],
+            [
+                per_node(results["floor"]),
+                split(results["floor"]),
+                "(graphlib + a loop)",
+                f"thread pool: {per_node(results['pool'])}",
+                split(results["pool"]),
+                "(graphlib + ThreadPoolExecutor(2))",
+            ],
+            [
+                f"chkpt, executor='sync': {per_node(results['sync'])}",
+                f"  {split(results['sync'])}",
+                "dask.delayed, scheduler='threads'",
+                f"(2 workers): {per_node(results['dask'])}",
+                f"  {split(results['dask'])}",
+            ],
+            "< 30 us/node",
+            verdict(threads["total"] / nodes < 30e-6),
+        ]
+    ]
+
+
+def parallel_notes() -> list[str]:
+    return [
+        "Every figure is the best (minimum) of several repeats, because timings on this machine (2 cores) are noisy, "
+        "and its speed drifts over minutes (the same figure can differ by 1.5x between two runs of this script), "
+        "so compare figures of one row, measured side by side, rather than across runs. Every repeat is timed "
+        "inside a child process of this interpreter with time.perf_counter, from before building the pipeline "
+        "(or the peer's graph) to after its value is back, so interpreter start-up and imports are never "
+        "included. A row's variants run in rounds, one of each per round, each round starting one variant further "
+        "on, so a slow spell hits them alike: rows 1 and 2 in one child each, row 3 in a fresh child per variant "
+        "and round.",
+        f"CPU-bound stages: spin(n, j) of a generated module, a pure-Python loop of n steps (it holds one core and "
+        f"the GIL); the child first calibrates n to ~{SPIN_SECONDS:.0f} s of one core, then times one spin alone "
+        f"(the floor) in the same rounds as the rest. Pipeline: (() >> spin_a, () >> spin_b) >> join, spin_a and "
+        f"spin_b the same function bound to (n, j=0) and (n, j=1), Config(executor='processes', workers=2, "
+        f"load=False, store=False): "
+        f"the run starts a ProcessPoolExecutor (fork) and shuts it down, both inside the timing. 'sync': the same "
+        f"with executor='sync'. joblib: Parallel(n_jobs=2)(delayed(spin)(n=n, j=j) for j in (0, 1)), then join "
+        f"here; loky keeps its workers between calls, so its best is warm and its first call is shown apart. "
+        f"Best of {SPIN_ROUNDS} rounds.",
+        f"Dask cluster: one child starts LocalCluster(n_workers=2, processes=True, threads_per_worker=1, "
+        f"dashboard_address=None) and Client(cluster) once, then runs the {CLUSTER_LAYERS * CLUSTER_WIDTH:,}-node "
+        f"layered graph of the Core table's graph rows ({CLUSTER_WIDTH} wide, node j takes nodes j and (j+1)%"
+        f"{CLUSTER_WIDTH} of the layer below, add(a, b); {CLUSTER_WIDTH} bound sources; collect(*xs) sink) three "
+        f"ways: chkpt with Config(executor=client, load=False, store=False) (chkpt hands the plan to the scheduler "
+        f"as one graph); dask.delayed calls with dask.compute(sink, scheduler=client); one dict of task tuples with "
+        f"client.get(graph, sink). Each variant runs once to warm up (workers import the stage functions), then "
+        f"{CLUSTER_ROUNDS} rounds; the minimum end to end is shown, with the minimum build and run apart. The "
+        f"scheduler, both workers and the client share the machine's 2 cores.",
+        f"Threads: the same layered graph, {THREADS_LAYERS:,} layers x {THREADS_WIDTH}, Config(executor='threads', "
+        f"workers=2, load=False, store=False) (a pool the run starts), end to end; us/node = total / "
+        f"{THREADS_LAYERS * THREADS_WIDTH:,}. Peers: the same with executor='sync'; dask.delayed calls with "
+        f"dask.compute(sink, scheduler='threads', num_workers=2). Building the delayed calls is most of dask's time "
+        f"here and grows with depth (each call merges the graphs of its inputs, and in this graph a node's graph "
+        f"holds nearly every layer below it: ~0.5 ms/node at 100 layers, ~2.7 ms/node at 800), so dask builds "
+        f"once and computes {THREADS_REPEATS} times in one child; its total is that build + its fastest compute. "
+        f"Floors: the Core table's graph floor (a dict graph, graphlib.TopologicalSorter.static_order and a loop "
+        f"calling each function), and 'thread pool': the same dict graph run by a loop that submits each ready node "
+        f"to a concurrent.futures.ThreadPoolExecutor(2) and waits for the first to finish (no keys, plan or "
+        f"records), about the least a ready-queue over stdlib futures costs here. chkpt 'threads', 'sync' and both "
+        f"floors: {THREADS_REPEATS} rounds of one fresh child each.",
+    ]
+
+
 def versions() -> str:
     found = []
     for module, dist in (
@@ -742,6 +949,7 @@ def versions() -> str:
         ("xxhash", "xxhash"),
         ("joblib", "joblib"),
         ("dask", "dask"),
+        ("distributed", "distributed"),
         ("hamilton", "apache-hamilton"),
     ):
         if installed(module):
@@ -806,6 +1014,11 @@ FORMATS: SectionList = (
     ("key time", measure_key_time),
     ("json", measure_json),
 )
+PARALLEL: SectionList = (
+    ("two CPU-bound stages", measure_spins),
+    ("Dask cluster", measure_cluster),
+    ("threads", measure_threads),
+)
 
 
 def run_sections(sections: SectionList) -> tuple[list[Row], float]:
@@ -831,20 +1044,24 @@ def print_notes(notes: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("core", "formats"), help="run one table only (default: both)")
+    parser.add_argument("--only", choices=("core", "formats", "parallel"), help="run one table only (default: all)")
     parser.add_argument("--keep", action="store_true", help="keep bench/out/run-<pid>/ for inspection")
     options = parser.parse_args()
     core, formats = options.only in (None, "core"), options.only in (None, "formats")
+    parallel = options.only in (None, "parallel")
     started = time.perf_counter()
     tables: list[tuple[str, list[Row], float, list[str]]] = []
     try:
-        write_modules(core, formats)
+        write_modules(core, formats, parallel)
         if core:
             rows, seconds = run_sections(CORE)
             tables.append(("Core (issue 2): runs, graphs, imports", rows, seconds, core_notes()))
         if formats:
             rows, seconds = run_sections(FORMATS)
             tables.append(("Formats (issue 3): big results and codecs", rows, seconds, formats_notes()))
+        if parallel:
+            rows, seconds = run_sections(PARALLEL)
+            tables.append(("Parallel executors: processes, a Dask cluster, threads", rows, seconds, parallel_notes()))
     finally:
         if not options.keep:
             shutil.rmtree(WORK, ignore_errors=True)
