@@ -453,6 +453,35 @@ def test_a_value_is_let_go_when_the_last_stage_that_reads_it_has_run(tmp_path: P
     assert len(ALIVE) == 2
 
 
+def pair(a: int, b: int) -> int:
+    return a * 10 + b
+
+
+def plus_one(a: int) -> int:
+    return a + 1
+
+
+@pytest.mark.parametrize("executor", [None, *EXECUTORS])
+def test_a_value_read_twice_by_one_stage_is_kept_for_its_other_readers(tmp_path: Path, executor: str | None) -> None:
+    one = () >> chkpt.Stage(plus_one).bind(a=0)
+    twice = (one, one) >> chkpt.Stage(pair)
+    pipeline = (twice, (one,) >> chkpt.Stage(plus_one)) >> chkpt.Stage(pair)
+    # one worker runs the readers of `one` in plan order: `twice` first, which must count as one of three reads
+    assert pipeline(quiet(tmp_path / str(executor), store=False, executor=executor, workers=1)) == 11 * 10 + 2
+
+
+def test_an_error_of_chkpt_itself_on_a_thread_is_raised_not_waited_for(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("bookkeeping failed")
+
+    monkeypatch.setattr(chkpt.run._Runner, "report_computed", broken)
+    pipeline = () >> chkpt.Stage(plus_one).bind(a=0) >> chkpt.Stage(plus_one)
+    with pytest.raises(RuntimeError, match="bookkeeping failed"):
+        pipeline(quiet(tmp_path, store=False, executor="threads", workers=2))
+
+
 # --- a damaged checkpoint found during a parallel run ----------------------------------------------------------------
 
 

@@ -19,6 +19,7 @@ from .executors import InlineExecutor, abandon, is_dask_client, open_executor, p
 from .plan import Plan, Replan, Step, make_plan
 from .records import Run, StageRecord
 from .store import Damaged, LocalStore
+from .threads import execute_on_threads
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
             if store is not None and config.store is not False and not damaged:
                 store.ensure_writable()
-            if pool is None and config.executor not in (None, "sync"):
+            if pool is None and config.executor not in (None, "sync", "threads"):
                 pool, owned = open_executor(config.executor, config.workers)
                 if pool is not None and pickles_its_work(pool):
                     _check_picklable(plan)
@@ -56,7 +57,9 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
                 # keep_going needs the scheduler that tracks what a failure blocks; run it in this process.
                 pool, owned = InlineExecutor(), False
             try:
-                if pool is None:
+                if config.executor == "threads":
+                    value = execute_on_threads(runner, plan, config.workers)
+                elif pool is None:
                     value = runner.execute(plan)
                 elif is_dask_client(pool):
                     from .cluster import execute_on_dask
@@ -171,7 +174,7 @@ class _Runner:
         warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
 
     def _compute(self, step: Step, steps: list[Step], position: int, sources: list[Step]) -> None:
-        args = self._arguments(step, steps)
+        args = self.arguments(step, steps)
         store = self.store if step.store else None
         fields = record_fields(step, steps) if store is not None else {}
         try:
@@ -182,7 +185,7 @@ class _Runner:
             raise
         self._finish(step, *outcome)
 
-    def _arguments(self, step: Step, steps: list[Step]) -> tuple[Any, ...]:
+    def arguments(self, step: Step, steps: list[Step]) -> tuple[Any, ...]:
         return tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
 
     def _finish(self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None) -> None:
@@ -297,7 +300,7 @@ class _Runner:
                             future = pool.submit(
                                 compute_step,
                                 step.stage,
-                                self._arguments(step, steps),
+                                self.arguments(step, steps),
                                 self.store if step.store else None,
                                 step.format,
                                 step.key,

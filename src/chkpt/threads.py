@@ -1,0 +1,226 @@
+"""Running a plan on threads of this process (`Config(executor="threads")`).
+
+Each thread takes a ready step, runs it, and then itself marks what became ready, so a step passes from one thread
+to the next without a round trip through the caller's thread (that round trip, two thread switches per step,
+cost more than a trivial stage). The caller's thread only waits, and then raises or returns as the other
+executors do. Records and log lines are made as steps finish, in that order; warnings (a damaged checkpoint, a
+file that changed) are issued from the caller's thread, where warning filters and tests expect them.
+
+The threads are daemons: on Ctrl-C the caller returns at once, no new step starts, and the process can exit
+without waiting for a running stage (stores are atomic, so that leaves no half checkpoint).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections import deque
+
+from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
+from .errors import StagesFailed, StoreError
+from .plan import Replan
+from .records import StageRecord
+from .store import Damaged
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from typing import Any
+
+    from .plan import Plan, Step
+    from .run import _Runner
+
+
+def default_workers() -> int:
+    """ThreadPoolExecutor's default size: threads mostly wait on I/O, so more than the cores."""
+    return min(32, (os.cpu_count() or 1) + 4)
+
+
+class _Schedule:
+    """The state the threads share, guarded by `lock`."""
+
+    def __init__(self, runner: _Runner, plan: Plan) -> None:
+        steps = plan.steps
+        self.runner = runner
+        self.plan = plan
+        self.lock = threading.Lock()
+        self.work = threading.Condition(self.lock)  # a step became ready, or the run stops: for the threads
+        self.idle = threading.Condition(self.lock)  # the run is finished: for the caller
+        self.ready: deque[int] = deque()
+        self.unfinished: dict[int, int] = {}  # per compute step: inputs not finished yet
+        self.readers: dict[int, list[int]] = {}  # per step: the compute steps that read it
+        self.unread: dict[int, int] = {}  # per step: readers not finished yet (the target is kept)
+        for step in steps:
+            if step.action == "compute":
+                inputs = {i for i in step.inputs if isinstance(i, int)}
+                for i in inputs:
+                    self.readers.setdefault(i, []).append(step.number)
+                for item in step.inputs:  # counted as often as _compute counts them off: a step may read one twice
+                    if isinstance(item, int) and item != plan.target.number:
+                        self.unread[item] = self.unread.get(item, 0) + 1
+                self.unfinished[step.number] = sum(steps[i].action != "reuse" for i in inputs)
+                if not self.unfinished[step.number]:
+                    self.ready.append(step.number)
+            elif step.action == "load":
+                self.ready.append(step.number)
+        self.running = 0
+        self.position = 0
+        self.stopping = False
+        self.failures: list[tuple[Step, BaseException]] = []  # the stages' errors
+        self.broken: BaseException | None = None  # an error of chkpt's own while running a step
+        self.replan: str | None = None
+        self.deferred: list[Callable[[], None]] = []  # warnings, for the caller's thread
+        self.carries: dict[int, frozenset[int]] = {}
+        self.watching = any(step.watched is not None for step in steps)
+
+    @property
+    def finished(self) -> bool:
+        return self.running == 0 and (self.stopping or not self.ready)
+
+    def stop(self) -> None:
+        """No step starts from now on (with the lock held)."""
+        self.stopping = True
+        self.work.notify_all()
+
+
+def execute_on_threads(runner: _Runner, plan: Plan, workers: int | None) -> Any:
+    """Run `plan` on `workers` threads and return the target's value (see the module's docstring)."""
+    schedule = _Schedule(runner, plan)
+    threads = [
+        threading.Thread(target=_serve, args=(schedule,), name=f"chkpt-{number}", daemon=True)
+        for number in range(min(workers or default_workers(), max(1, len(schedule.ready) + len(schedule.unfinished))))
+    ]
+    for thread in threads:
+        thread.start()
+    try:
+        with schedule.lock:
+            while not schedule.finished:
+                schedule.idle.wait()
+    except BaseException:
+        with schedule.lock:
+            schedule.stop()
+        raise
+    for thread in threads:  # each is returning: nothing is left to do
+        thread.join()
+    for warn in schedule.deferred:
+        warn()
+    if schedule.broken is not None:
+        raise schedule.broken
+    if schedule.replan is not None:
+        raise Replan(schedule.replan)
+    if schedule.failures:
+        if runner.config.keep_going:
+            raise StagesFailed([(step.stage.name, exc) for step, exc in schedule.failures])
+        raise schedule.failures[0][1]
+    return runner.values[plan.target.key]
+
+
+def _serve(schedule: _Schedule) -> None:
+    """One thread: take ready steps and run them until nothing is left to do."""
+    steps = schedule.plan.steps
+    lock = schedule.lock
+    while True:
+        with lock:
+            while not schedule.ready and not schedule.finished and not schedule.stopping:
+                schedule.work.wait()
+            if schedule.stopping or not schedule.ready:
+                return
+            step = steps[schedule.ready.popleft()]
+            schedule.running += 1
+        try:
+            if step.action == "load":
+                _load(schedule, step)
+            else:
+                _compute(schedule, step)
+        except BaseException as exc:
+            # Not the stage's error (_compute keeps those) but chkpt's own: raise it in the caller, rather than
+            # leave the caller waiting for a step that will never finish.
+            with lock:
+                schedule.broken = schedule.broken or exc
+                schedule.stop()
+        finally:
+            with lock:
+                schedule.running -= 1
+                if schedule.finished:
+                    schedule.work.notify_all()
+                    schedule.idle.notify_all()
+
+
+def _load(schedule: _Schedule, step: Step) -> None:
+    runner = schedule.runner
+    assert runner.store is not None
+    started = time.perf_counter()
+    try:
+        value, size = runner.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
+    except StoreError as exc:
+        path = runner.store.marker(step.stage.name, step.key, step.format)
+        error = StoreError(f"stage '{step.stage.name}': checkpoint {path}: {exc}")
+        with schedule.lock:
+            schedule.failures.append((step, error))
+            schedule.stop()
+        return
+    except (FileNotFoundError, Damaged, OSError) as exc:
+        reason = (
+            "it disappeared after the run was planned"
+            if isinstance(exc, FileNotFoundError)
+            else str(exc)
+            if isinstance(exc, Damaged)
+            else f"it cannot be read: {getattr(exc, 'strerror', None) or exc}"
+        )
+        with schedule.lock:
+            schedule.deferred.append(lambda: runner.report_damage(step, reason))
+            if schedule.replan is None:
+                schedule.replan = step.key
+            schedule.stop()
+        return
+    with schedule.lock:
+        runner.values[step.key] = value
+        runner.record(StageRecord(step.stage.name, step.key, "loaded", time.perf_counter() - started, size))
+        _done(schedule, step)
+
+
+def _compute(schedule: _Schedule, step: Step) -> None:
+    runner = schedule.runner
+    steps = schedule.plan.steps
+    with schedule.lock:
+        schedule.position += 1
+        position = schedule.position
+        sources = [steps[i] for i in watched_upstream(step, schedule.carries)] if schedule.watching else []
+        arguments = runner.arguments(step, steps)
+    store = runner.store if step.store else None
+    fields = record_fields(step, steps) if store is not None else {}
+    try:
+        value, seconds, size, changed = compute_step(
+            step.stage, arguments, store, step.format, step.key, fields, watches_of(sources) if sources else []
+        )
+    except BaseException as exc:
+        note_stage(exc, step, steps, position)
+        with schedule.lock:
+            schedule.failures.append((step, exc))
+            if not runner.config.keep_going:
+                schedule.stop()
+        return
+    del arguments
+    with schedule.lock:
+        runner.values[step.key] = value
+        if changed is None:
+            runner.report_computed(step, seconds, size, None)
+        else:
+            schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, changed))
+        _done(schedule, step)
+        for item in step.inputs:
+            if isinstance(item, int) and item in schedule.unread:
+                schedule.unread[item] -= 1
+                if schedule.unread[item] == 0:
+                    del schedule.unread[item]
+                    runner.values.pop(steps[item].key, None)
+
+
+def _done(schedule: _Schedule, step: Step) -> None:
+    """Mark `step` finished (with the lock held): the steps whose last input it was become ready."""
+    for reader in schedule.readers.get(step.number, ()):
+        schedule.unfinished[reader] -= 1
+        if schedule.unfinished[reader] == 0:
+            schedule.ready.append(reader)
+            schedule.work.notify()
