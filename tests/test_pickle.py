@@ -39,6 +39,21 @@ def test_a_decorated_stage_pickles_by_reference_with_its_settings() -> None:
     assert copy(2) == 6
 
 
+def test_stages_unpickled_alike_are_shared_and_different_parameters_stay_apart() -> None:
+    # A worker unpickles one stage for each of thousands of tasks, so equal ones are built once; a parameter
+    # equal as a dict key but not as a value (1, 1.0, True; 0.0, -0.0) must still give its own stage.
+    values: list[object] = [1, 1.0, True, 0.0, -0.0, "1", b"1", None]
+    copies = [pickle.loads(pickle.dumps(scaled.bind(factor=value))) for value in values]
+    for value, copy in zip(values, copies, strict=True):
+        factor = copy.params["factor"]
+        assert type(factor) is type(value) and repr(factor) == repr(value)
+    assert len({id(copy) for copy in copies}) == len(values)
+    again = pickle.loads(pickle.dumps(scaled.bind(factor=1)))
+    assert again is copies[0]
+    unshared = [pickle.loads(pickle.dumps(scaled.bind(factor=[1]))) for _ in range(2)]
+    assert unshared[0] is not unshared[1] and unshared[0] == unshared[1]
+
+
 def test_a_stage_made_from_a_plain_module_function_pickles() -> None:
     stage = chkpt.Stage(plain, name="plus_one").bind()
     copy = pickle.loads(pickle.dumps(stage))

@@ -357,6 +357,39 @@ def _unpickle_stage(
 ) -> Stage[..., Any]:
     """Rebuild a pickled Stage: `func` is the callable itself, or (module, qualified name) of a function, whose
     module attribute may be the decorated Stage."""
+    if isinstance(func, tuple) and all(type(value) in _SCALARS for value in params.values()):
+        # A worker unpickles the same few stages for thousands of tasks, and building a Stage (checking it,
+        # digesting its parameters) cost more than the task; a Stage is never changed, so equal ones are shared.
+        # Parameters take part by type and repr, so that 1, 1.0 and True, or 0.0 and -0.0, stay apart.
+        scalars = tuple((key, type(value), repr(value)) for key, value in params.items())
+        shared_key = (func, name, version, format, mmap, watch, scalars)
+        try:
+            stage = _shared.get(shared_key)
+        except TypeError:  # an unhashable watch
+            return _rebuild(func, name, version, format, mmap, watch, params)
+        if stage is None:
+            if len(_shared) >= 1024:
+                _shared.clear()
+            stage = _shared[shared_key] = _rebuild(func, name, version, format, mmap, watch, params)
+        return stage
+    return _rebuild(func, name, version, format, mmap, watch, params)
+
+
+_SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
+
+# Stages unpickled in this process, by what they were pickled from (see _unpickle_stage).
+_shared: dict[tuple[Any, ...], Stage[..., Any]] = {}
+
+
+def _rebuild(
+    func: Any,
+    name: str,
+    version: str | int | None,
+    format: str | None,
+    mmap: bool,
+    watch: Callable[[], bytes] | None,
+    params: dict[str, Any],
+) -> Stage[..., Any]:
     if isinstance(func, tuple):
         import importlib
 
