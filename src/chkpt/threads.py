@@ -12,6 +12,7 @@ without waiting for a running stage (stores are atomic, so that leaves no half c
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -117,49 +118,73 @@ def execute_on_threads(runner: _Runner, plan: Plan, workers: int | None) -> Any:
 
 
 def _serve(schedule: _Schedule) -> None:
-    """One thread: take ready steps and run them until nothing is left to do."""
+    """One thread: take ready steps and run them until nothing is left to do.
+
+    A step's work runs without the lock; what it leaves to do with the lock held (its value, its record, what
+    became ready) is done when the thread takes the lock again for its next step: one lock round per step.
+    """
     steps = schedule.plan.steps
     lock = schedule.lock
+    ending: Callable[[], None] | None = None
     while True:
         with lock:
+            if ending is not None:
+                try:
+                    ending()
+                except BaseException as exc:
+                    _break(schedule, exc)
+                ending = None
+                schedule.running -= 1
+                if schedule.finished:
+                    schedule.work.notify_all()
+                    schedule.idle.notify_all()
             while not schedule.ready and not schedule.finished and not schedule.stopping:
                 schedule.work.wait()
             if schedule.stopping or not schedule.ready:
                 return
             step = steps[schedule.ready.popleft()]
             schedule.running += 1
+            try:
+                prepared = _prepare(schedule, step) if step.action == "compute" else None
+            except BaseException as exc:
+                _break(schedule, exc)
+                ending = _nothing
+                continue
         try:
-            if step.action == "load":
-                _load(schedule, step)
-            else:
-                _compute(schedule, step)
+            ending = _load(schedule, step) if prepared is None else _compute(schedule, step, *prepared)
         except BaseException as exc:
-            # Not the stage's error (_compute keeps those) but chkpt's own: raise it in the caller, rather than
-            # leave the caller waiting for a step that will never finish.
-            with lock:
-                schedule.broken = schedule.broken or exc
-                schedule.stop()
-        finally:
-            with lock:
-                schedule.running -= 1
-                if schedule.finished:
-                    schedule.work.notify_all()
-                    schedule.idle.notify_all()
+            ending = functools.partial(_break, schedule, exc)
 
 
-def _load(schedule: _Schedule, step: Step) -> None:
+def _break(schedule: _Schedule, error: BaseException) -> None:
+    """An error of chkpt's own (not a stage's, which _compute keeps): stop, and raise it in the caller rather
+    than leave the caller waiting for a step that will never finish (with the lock held)."""
+    schedule.broken = schedule.broken or error
+    schedule.stop()
+
+
+def _prepare(schedule: _Schedule, step: Step) -> tuple[int, tuple[Any, ...], list[Step]]:
+    """What a compute step needs from the shared state (with the lock held): its place in the run (for a
+    failure's note), its arguments, and the watched sources to check again before storing."""
+    steps = schedule.plan.steps
+    schedule.position += 1
+    sources = [steps[i] for i in watched_upstream(step, schedule.carries)] if schedule.watching else []
+    return schedule.position, schedule.runner.arguments(step, steps), sources
+
+
+def _load(schedule: _Schedule, step: Step) -> Callable[[], None]:
+    """Load `step`'s checkpoint; return what is left to do with the lock held."""
     runner = schedule.runner
     assert runner.store is not None
+    if schedule.stopping:  # the run stopped after this step was taken
+        return _nothing
     started = time.perf_counter()
     try:
         value, size = runner.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
     except StoreError as exc:
         path = runner.store.marker(step.stage.name, step.key, step.format)
         error = StoreError(f"stage '{step.stage.name}': checkpoint {path}: {exc}")
-        with schedule.lock:
-            schedule.failures.append((step, error))
-            schedule.stop()
-        return
+        return functools.partial(_fail, schedule, step, error, True)
     except (FileNotFoundError, Damaged, OSError) as exc:
         reason = (
             "it disappeared after the run was planned"
@@ -168,26 +193,32 @@ def _load(schedule: _Schedule, step: Step) -> None:
             if isinstance(exc, Damaged)
             else f"it cannot be read: {getattr(exc, 'strerror', None) or exc}"
         )
-        with schedule.lock:
+
+        def damaged() -> None:
             schedule.deferred.append(lambda: runner.report_damage(step, reason))
             if schedule.replan is None:
                 schedule.replan = step.key
             schedule.stop()
-        return
-    with schedule.lock:
+
+        return damaged
+    seconds = time.perf_counter() - started
+
+    def loaded() -> None:
         runner.values[step.key] = value
-        runner.record(StageRecord(step.stage.name, step.key, "loaded", time.perf_counter() - started, size))
+        runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
         _done(schedule, step)
 
+    return loaded
 
-def _compute(schedule: _Schedule, step: Step) -> None:
+
+def _compute(
+    schedule: _Schedule, step: Step, position: int, arguments: tuple[Any, ...], sources: list[Step]
+) -> Callable[[], None]:
+    """Compute `step` (and store it); return what is left to do with the lock held."""
     runner = schedule.runner
     steps = schedule.plan.steps
-    with schedule.lock:
-        schedule.position += 1
-        position = schedule.position
-        sources = [steps[i] for i in watched_upstream(step, schedule.carries)] if schedule.watching else []
-        arguments = runner.arguments(step, steps)
+    if schedule.stopping:
+        return _nothing
     store = runner.store if step.store else None
     fields = record_fields(step, steps) if store is not None else {}
     try:
@@ -196,31 +227,44 @@ def _compute(schedule: _Schedule, step: Step) -> None:
         )
     except BaseException as exc:
         note_stage(exc, step, steps, position)
-        with schedule.lock:
-            schedule.failures.append((step, exc))
-            if not runner.config.keep_going:
-                schedule.stop()
-        return
+        return functools.partial(_fail, schedule, step, exc, not runner.config.keep_going)
     del arguments
-    with schedule.lock:
+
+    def computed() -> None:
         runner.values[step.key] = value
         if changed is None:
             runner.report_computed(step, seconds, size, None)
         else:
             schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, changed))
         _done(schedule, step)
+        unread = schedule.unread
         for item in step.inputs:
-            if isinstance(item, int) and item in schedule.unread:
-                schedule.unread[item] -= 1
-                if schedule.unread[item] == 0:
-                    del schedule.unread[item]
+            if isinstance(item, int) and item in unread:
+                unread[item] -= 1
+                if unread[item] == 0:
+                    del unread[item]
                     runner.values.pop(steps[item].key, None)
+
+    return computed
+
+
+def _nothing() -> None:
+    pass
+
+
+def _fail(schedule: _Schedule, step: Step, error: BaseException, stop: bool) -> None:
+    schedule.failures.append((step, error))
+    if stop:
+        schedule.stop()
 
 
 def _done(schedule: _Schedule, step: Step) -> None:
     """Mark `step` finished (with the lock held): the steps whose last input it was become ready."""
+    ready = schedule.ready
     for reader in schedule.readers.get(step.number, ()):
         schedule.unfinished[reader] -= 1
         if schedule.unfinished[reader] == 0:
-            schedule.ready.append(reader)
-            schedule.work.notify()
+            ready.append(reader)
+            # The thread that finished `step` takes the next step itself: wake another only for one more.
+            if len(ready) > 1:
+                schedule.work.notify()
