@@ -56,7 +56,19 @@ class RemoteStep:
     """What a worker needs to run one step: the stage, its constant arguments with the places of the upstream
     values, where and how to store, and the topic its report goes to."""
 
-    __slots__ = ("action", "arguments", "format", "key", "record", "stage", "store", "topic", "upstream", "watches")
+    __slots__ = (
+        "action",
+        "arguments",
+        "format",
+        "key",
+        "may_load",
+        "record",
+        "stage",
+        "store",
+        "topic",
+        "upstream",
+        "watches",
+    )
 
     def __init__(
         self,
@@ -70,8 +82,10 @@ class RemoteStep:
         record: dict[str, Any],
         watches: list[tuple[str, Callable[[], bytes], bytes | None]],
         topic: str,
+        may_load: bool = False,
     ) -> None:
         self.action = action
+        self.may_load = may_load
         self.stage = stage
         self.arguments = arguments
         self.upstream = upstream
@@ -114,13 +128,13 @@ def run_step(step: RemoteStep, *values: Any) -> Any:
     del values
     started = time.perf_counter()
     try:
-        value, seconds, size, changed = compute_step(
-            step.stage, tuple(arguments), step.store, step.format, step.key, step.record, step.watches
+        value, seconds, size, changed, loaded = compute_step(
+            step.stage, tuple(arguments), step.store, step.format, step.key, step.record, step.watches, step.may_load
         )
     except BaseException:
         _report(step.topic, [step.key, "failed", time.perf_counter() - started, None, None], at_once=True)
         raise
-    _report(step.topic, [step.key, "computed", seconds, size, changed])
+    _report(step.topic, [step.key, "loaded" if loaded else "computed", seconds, size, changed])
     return value
 
 
@@ -249,6 +263,7 @@ def _graph(
             record_fields(step, steps) if step.store and store is not None else {},
             watches_of(sources),
             topic,
+            step.may_load,
         )
         graph[name] = (task, *dependencies)
     return graph, names

@@ -14,6 +14,7 @@ from . import codecs
 from ._version import __version__
 from .errors import SerializationError, StoreError
 from .modules import module_identity
+from .store import Damaged
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -33,33 +34,52 @@ def compute_step(
     key: str,
     record: dict[str, Any],
     watches: list[tuple[str, Callable[[], bytes], bytes | None]],
-) -> tuple[Any, float, int | None, str | None]:
+    may_load: bool = False,
+) -> tuple[Any, float, int | None, str | None, bool]:
     """Compute one stage and store its value: the work of a step, wherever it runs (so it pickles).
 
-    Returns the value, the seconds it took, the bytes stored (None if it was not stored), and the name of a
-    watched source (a file) that changed since the run was planned, in which case the value is not stored: it
-    may come from the new content, and its key is the old content's. The stage's own exceptions propagate.
+    Returns the value, the seconds it took, the bytes stored (None if it was not stored), the name of a
+    watched source (a file) that changed since the run was planned, in which case the value is not stored (it
+    may come from the new content, and its key is the old content's), and whether the value was loaded instead.
+    The stage's own exceptions propagate.
+
+    A step that stores holds its key's lock while it computes, so that runs sharing the store take turns: one
+    computes, the others wait. One that waited and `may_load` (the plan found no checkpoint, and loading is
+    allowed) then loads the checkpoint that the other run stored, instead of computing it again.
     """
+    if store is None:
+        return _compute(stage, args)
+    with store.lock(stage.name, key):
+        if may_load:
+            started = time.perf_counter()
+            try:
+                value, size = store.read(stage.name, key, format_name, mmap=stage.mmap)
+            except (OSError, Damaged, StoreError):
+                pass  # still missing (the usual case), or unusable: compute it
+            else:
+                return value, time.perf_counter() - started, size, None, True
+        value, seconds, _, _, _ = _compute(stage, args)
+        for name, watch, planned in watches:
+            try:
+                unchanged = watch() == planned
+            except OSError:
+                unchanged = False
+            if not unchanged:
+                return value, seconds, None, name, False
+        try:
+            codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
+            size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
+        except SerializationError as exc:
+            raise SerializationError(f"stage '{stage.name}': {exc}") from None
+        except StoreError as exc:
+            raise StoreError(f"stage '{stage.name}': {exc}") from None
+        return value, seconds, size, None, False
+
+
+def _compute(stage: Stage[..., Any], args: tuple[Any, ...]) -> tuple[Any, float, None, None, bool]:
     started = time.perf_counter()
     value = stage.call_with_inputs(args)
-    seconds = time.perf_counter() - started
-    if store is None:
-        return value, seconds, None, None
-    for name, watch, planned in watches:
-        try:
-            unchanged = watch() == planned
-        except OSError:
-            unchanged = False
-        if not unchanged:
-            return value, seconds, None, name
-    try:
-        codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
-        size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
-    except SerializationError as exc:
-        raise SerializationError(f"stage '{stage.name}': {exc}") from None
-    except StoreError as exc:
-        raise StoreError(f"stage '{stage.name}': {exc}") from None
-    return value, seconds, size, None
+    return value, time.perf_counter() - started, None, None, False
 
 
 def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:

@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     from .store import LocalStore
 
 
+NO_CHECKPOINT = "no checkpoint"
+
+
 class Step:
     """One distinct node of the graph and what a run does with it.
 
@@ -60,6 +63,12 @@ class Step:
 
     def __repr__(self) -> str:
         return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
+
+    @property
+    def may_load(self) -> bool:
+        """Whether this step, to compute, may load its checkpoint if another run stores it first: it is computed
+        only because there was none (not because loading is off for it, or its checkpoint was damaged)."""
+        return self.reason == NO_CHECKPOINT
 
 
 class Replan(Exception):
@@ -204,4 +213,4 @@ def _decide(
         return "compute", "checkpoint damaged"
     if store is not None and store.exists(name, key, format_name):
         return "load", "checkpoint found"
-    return "compute", "no checkpoint"
+    return "compute", NO_CHECKPOINT

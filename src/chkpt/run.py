@@ -179,7 +179,7 @@ class _Runner:
         fields = record_fields(step, steps) if store is not None else {}
         try:
             watches = watches_of(sources) if sources else []
-            outcome = compute_step(step.stage, args, store, step.format, step.key, fields, watches)
+            outcome = compute_step(step.stage, args, store, step.format, step.key, fields, watches, step.may_load)
         except BaseException as exc:
             note_stage(exc, step, steps, position)
             raise
@@ -188,13 +188,21 @@ class _Runner:
     def arguments(self, step: Step, steps: list[Step]) -> tuple[Any, ...]:
         return tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
 
-    def _finish(self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None) -> None:
+    def _finish(
+        self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None, loaded: bool
+    ) -> None:
         """Take a computed step's value and report it, in this process whatever computed it."""
         self.values[step.key] = value
-        self.report_computed(step, seconds, size, changed)
+        self.report_computed(step, seconds, size, changed, loaded)
 
-    def report_computed(self, step: Step, seconds: float, size: int | None, changed: str | None) -> None:
-        """Record a computed step (stored if `size` is not None), and warn if a watched source `changed`."""
+    def report_computed(
+        self, step: Step, seconds: float, size: int | None, changed: str | None, loaded: bool = False
+    ) -> None:
+        """Record a computed step (stored if `size` is not None), and warn if a watched source `changed`; or
+        a step that was `loaded` instead, from a checkpoint another run stored while this one waited for it."""
+        if loaded:
+            self.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
+            return
         if changed is not None:
             message = (
                 f"'{changed}' changed while this run was going, so the result of stage '{step.stage.name}' is not "
@@ -306,6 +314,7 @@ class _Runner:
                                 step.key,
                                 record_fields(step, steps) if step.store and self.store is not None else {},
                                 watches_of([steps[i] for i in upstream]),
+                                step.may_load,
                             )
                             running[future] = (step, position)
                             continue

@@ -14,7 +14,12 @@ system, in one of two forms:
 
 A write goes to a temporary file in the same folder, is flushed, fsynced (unless the store is not durable) and
 renamed into place, and the folder is fsynced: a reader sees the old state or the new one, and a crash leaves at
-most a temporary file (`.<key>.<pid>.<random>.tmp`) that is never loaded.
+most a temporary file (`.<key>.<pid>.<random>.tmp`) that is never loaded. Replacing a two-file checkpoint removes
+its old record first, so a crash in between leaves no checkpoint rather than an old record beside a new value.
+
+Runs that compute the same key at once (two processes, two machines on one shared folder) take turns through a
+lock per key (`KeyLock`, an `flock` on `<dir>/.locks/<stage folder>.<key>.lock`, apart from the checkpoints so
+that a stage folder holds only them), so the second finds the first one's checkpoint.
 """
 
 from __future__ import annotations
@@ -24,6 +29,11 @@ import io
 import json
 import os
 import re
+
+try:
+    import fcntl
+except ImportError:  # Windows: runs sharing a folder there are not kept from computing a key twice
+    fcntl = None  # type: ignore[assignment]
 
 from . import checksums, codecs
 from .errors import ChkptError, SerializationError, StoreError
@@ -41,6 +51,7 @@ _TAIL = b"\n}\n"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 MAX_FOLDER_NAME = 120
 META = "meta.json"
+LOCKS = ".locks"
 _CHUNK = 16 * 1024 * 1024
 
 
@@ -62,6 +73,79 @@ def is_inline(format_name: str) -> bool:
     """Whether checkpoints of this format keep their record inside the value's file."""
     codec = codecs.get(format_name) if format_name != codecs.AUTO else None
     return bool(getattr(codec, "inline", False))
+
+
+class KeyLock:
+    """An exclusive lock on one key of a store, across threads and processes (and machines, where the file
+    system carries `flock`): `with store.lock(stage, key): ...`.
+
+    The lock is an `flock` on a file of the store's `.locks` folder. Its holder removes the file before letting
+    go, so the folder does not fill with lock files; whoever was waiting on the removed file finds, once it has
+    the lock, that the path no longer names its file, and tries again with the new one. A holder that dies lets
+    go with its process. Where no lock can be made (no `fcntl` on this platform, a read-only folder), entering
+    does nothing: such a store cannot be written, or runs are not shared.
+    """
+
+    __slots__ = ("_fd", "_path")
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+        self._fd: int | None = None
+
+    def __enter__(self) -> KeyLock:
+        self._fd = _acquire(self._path)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self._fd is not None:
+            _remove(self._path)
+            try:
+                os.rmdir(os.path.dirname(self._path))  # the last one out leaves the store as it found it
+            except OSError:
+                pass  # other keys are locked
+            os.close(self._fd)  # closing lets go of the flock
+            self._fd = None
+
+    def held_elsewhere(self) -> bool:
+        """Whether another holder has the lock now (a look, not a wait)."""
+        if fcntl is None:
+            return False
+        try:
+            fd = os.open(self._path, os.O_RDWR)
+        except OSError:
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            os.close(fd)  # (an flock taken here goes with it)
+        return False
+
+
+def _acquire(path: str) -> int | None:
+    if fcntl is None:
+        return None
+    while True:
+        try:
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except FileNotFoundError:
+            continue  # the folder was removed by the holder of the last other lock, just now
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_ino == os.stat(path).st_ino:
+                return fd
+        except FileNotFoundError:
+            pass  # its holder removed it while we waited: take the new one
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
 
 
 class LocalStore:
@@ -87,6 +171,10 @@ class LocalStore:
         if is_inline(format_name):
             return self.path(stage_name, key, codecs.get(format_name).extension)
         return self.path(stage_name, key, META)
+
+    def lock(self, stage_name: str, key: str) -> KeyLock:
+        """The lock of one key (see KeyLock): a run holds it while it computes and stores that key."""
+        return KeyLock(os.path.join(self.root, LOCKS, f"{folder_name(stage_name)}.{key}.lock"))
 
     def exists(self, stage_name: str, key: str, format_name: str) -> bool:
         return os.path.isfile(self.marker(stage_name, key, format_name))
@@ -174,6 +262,7 @@ class LocalStore:
             return len(payload)
         algorithm = checksums.preferred()
         hasher = checksums.new(algorithm)
+        self._forget_record(self.path(stage_name, key, META))
         self._atomic(
             self.path(stage_name, key, codec.extension), lambda file: _write_hashed(codec, value, file, hasher)
         )
@@ -188,6 +277,18 @@ class LocalStore:
         meta = json.dumps(full, indent=1).encode("ascii")
         self._atomic(self.path(stage_name, key, META), lambda file: file.write(meta))
         return size
+
+    def _forget_record(self, record: str) -> None:
+        """Remove the record of a checkpoint about to be replaced, so that its value file is never replaced
+        while that record vouches for it (a crash then leaves no checkpoint, never a mismatched one)."""
+        try:
+            os.unlink(record)
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot replace checkpoint {record!r}: {exc.strerror or exc}") from None
+        if self.durable:
+            _fsync_folder(os.path.dirname(record))
 
     def _atomic(self, final: str, fill: Any) -> None:
         folder = os.path.dirname(final)

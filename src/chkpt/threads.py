@@ -222,8 +222,15 @@ def _compute(
     store = runner.store if step.store else None
     fields = record_fields(step, steps) if store is not None else {}
     try:
-        value, seconds, size, changed = compute_step(
-            step.stage, arguments, store, step.format, step.key, fields, watches_of(sources) if sources else []
+        value, seconds, size, changed, loaded = compute_step(
+            step.stage,
+            arguments,
+            store,
+            step.format,
+            step.key,
+            fields,
+            watches_of(sources) if sources else [],
+            step.may_load,
         )
     except BaseException as exc:
         note_stage(exc, step, steps, position)
@@ -233,7 +240,7 @@ def _compute(
     def computed() -> None:
         runner.values[step.key] = value
         if changed is None:
-            runner.report_computed(step, seconds, size, None)
+            runner.report_computed(step, seconds, size, None, loaded)
         else:
             schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, changed))
         _done(schedule, step)
