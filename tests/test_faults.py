@@ -941,6 +941,7 @@ import json
 import resource
 import signal
 import sys
+import warnings
 
 import chkpt
 
@@ -962,7 +963,7 @@ def big_array(spec):
     return numpy.arange(spec["n"], dtype=numpy.float64)
 
 
-store, limit, numpy = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "True"
+store, limit, numpy, on_store_error = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "True", sys.argv[4]
 pipelines = {"big_list": size >> big_list}
 if numpy:
     chkpt.codecs.get("numpy")
@@ -972,13 +973,20 @@ signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 results = {}
 for name, pipeline in pipelines.items():
-    try:
-        pipeline.run(chkpt.Config(dir=store, verbose=False))
-    except BaseException as exc:
-        store_error = isinstance(exc, chkpt.StoreError)
-        results[name] = {"error": type(exc).__name__, "store_error": store_error, "message": str(exc)}
-    else:
-        results[name] = {"error": None}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            run = pipeline.run(chkpt.Config(dir=store, verbose=False, on_store_error=on_store_error))
+        except BaseException as exc:
+            store_error = isinstance(exc, chkpt.StoreError)
+            results[name] = {"error": type(exc).__name__, "store_error": store_error, "message": str(exc)}
+        else:
+            results[name] = {
+                "error": None,
+                "length": len(run.value),
+                "outcomes": [[r.name, r.outcome] for r in run.records],
+            }
+    results[name]["warnings"] = [str(w.message) for w in caught if issubclass(w.category, chkpt.ChkptWarning)]
 print(json.dumps(results))
 """
 
@@ -986,7 +994,7 @@ print(json.dumps(results))
 def test_a_full_disk_is_a_store_error_naming_the_stage_and_leaves_no_partial_file(tmp_path: Path) -> None:
     script = write_script(tmp_path / "full_disk.py", FULL_DISK_SCRIPT)
     store = tmp_path / "store"
-    results = run_script(script, str(store), str(FILE_SIZE_LIMIT), str(HAVE_NUMPY))
+    results = run_script(script, str(store), str(FILE_SIZE_LIMIT), str(HAVE_NUMPY), "raise")
     assert sorted(results) == (["big_array", "big_list"] if HAVE_NUMPY else ["big_list"])
     for stage, outcome in results.items():
         assert outcome["store_error"], (stage, outcome)
@@ -998,3 +1006,23 @@ def test_a_full_disk_is_a_store_error_naming_the_stage_and_leaves_no_partial_fil
     value, _ = LocalStore(str(store)).read("size", small.name.removesuffix(".json"), "json")
     assert value == {"n": 40_000}
     assert sorted(p.relative_to(store).parts[0] for p in store.rglob("*") if p.is_file()) == ["size"]
+
+
+def test_with_on_store_error_warn_a_full_disk_warns_and_the_run_goes_on_with_the_value(tmp_path: Path) -> None:
+    script = write_script(tmp_path / "full_disk.py", FULL_DISK_SCRIPT)
+    store = tmp_path / "store"
+    results = run_script(script, str(store), str(FILE_SIZE_LIMIT), str(HAVE_NUMPY), "warn")
+    assert sorted(results) == (["big_array", "big_list"] if HAVE_NUMPY else ["big_list"])
+    for stage, outcome in results.items():
+        assert outcome["error"] is None, outcome
+        assert outcome["length"] == 40_000  # the value the stage computed, not dropped
+        assert outcome["outcomes"][-1] == [stage, "computed"]  # computed, not stored
+        (warning,) = outcome["warnings"]
+        assert f"stage '{stage}' was computed but not stored" in warning, warning
+        assert not (store / stage).exists() or list((store / stage).iterdir()) == [], stage
+    assert not list(store.rglob("*.tmp"))
+
+
+def test_on_store_error_takes_raise_or_warn() -> None:
+    with pytest.raises(chkpt.ConfigError, match="on_store_error"):
+        chkpt.Config(on_store_error="ignore")

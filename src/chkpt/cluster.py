@@ -128,13 +128,13 @@ def run_step(step: RemoteStep, *values: Any) -> Any:
     del values
     started = time.perf_counter()
     try:
-        value, seconds, size, changed, loaded = compute_step(
+        value, seconds, size, unstored, loaded = compute_step(
             step.stage, tuple(arguments), step.store, step.format, step.key, step.record, step.watches, step.may_load
         )
     except BaseException:
         _report(step.topic, [step.key, "failed", time.perf_counter() - started, None, None], at_once=True)
         raise
-    _report(step.topic, [step.key, "loaded" if loaded else "computed", seconds, size, changed])
+    _report(step.topic, [step.key, "loaded" if loaded else "computed", seconds, size, unstored])
     return value
 
 
@@ -195,7 +195,8 @@ def execute_on_dask(runner: _Runner, plan: Plan, client: Any) -> Any:
         raise ConfigError("Config(executor=...) takes a Dask Client made without asynchronous=True: a run waits for it")
     steps = plan.steps
     topic = f"chkpt-{uuid.uuid4().hex}"
-    store = None if runner.store is None else LocalStore(os.path.abspath(runner.store.root), runner.store.durable)
+    local = runner.store
+    store = None if local is None else LocalStore(os.path.abspath(local.root), local.durable, local.on_error)
     graph, names = _graph(plan, runner, store, topic)
     by_name = {name: steps[number] for number, name in names.items()}
     news: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()

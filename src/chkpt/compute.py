@@ -38,10 +38,11 @@ def compute_step(
 ) -> tuple[Any, float, int | None, str | None, bool]:
     """Compute one stage and store its value: the work of a step, wherever it runs (so it pickles).
 
-    Returns the value, the seconds it took, the bytes stored (None if it was not stored), the name of a
-    watched source (a file) that changed since the run was planned, in which case the value is not stored (it
-    may come from the new content, and its key is the old content's), and whether the value was loaded instead.
-    The stage's own exceptions propagate.
+    Returns the value, the seconds it took, the bytes stored (None if it was not stored), why a value that was
+    to be stored was not (a sentence for a warning, or None), and whether the value was loaded instead. A value
+    is not stored when a watched source (a file) changed since the run was planned (it may come from the new
+    content, and its key is the old content's), or when the store's write failed and the store is told to warn
+    (`on_error="warn"`; otherwise that is a StoreError). The stage's own exceptions propagate.
 
     A step that stores holds its key's lock while it computes, so that runs sharing the store take turns: one
     computes, the others wait. One that waited and `may_load` (the plan found no checkpoint, and loading is
@@ -65,14 +66,25 @@ def compute_step(
             except OSError:
                 unchanged = False
             if not unchanged:
-                return value, seconds, None, name, False
+                unstored = (
+                    f"'{name}' changed while this run was going, so the result of stage '{stage.name}' is not "
+                    "stored: it may come from the new content, and its key is the old content's. The next run "
+                    "computes it again."
+                )
+                return value, seconds, None, unstored, False
         try:
             codec = codecs.for_value(value) if format_name == codecs.AUTO else codecs.get(format_name)
             size = store.write(stage.name, key, format_name, codec, value, {**record, "seconds": round(seconds, 6)})
         except SerializationError as exc:
             raise SerializationError(f"stage '{stage.name}': {exc}") from None
         except StoreError as exc:
-            raise StoreError(f"stage '{stage.name}': {exc}") from None
+            if store.on_error != "warn":
+                raise StoreError(f"stage '{stage.name}': {exc}") from None
+            unstored = (
+                f"stage '{stage.name}' was computed but not stored ({exc}); the run goes on with its value, and the "
+                "next run computes it again"
+            )
+            return value, seconds, None, unstored, False
         return value, seconds, size, None, False
 
 

@@ -27,10 +27,25 @@ class Config:
     type). `durable=False` skips fsync when writing, for scratch work: writes stay atomic, but a power cut may
     lose recent checkpoints. `executor` decides where stages run: None or "sync" (one at a time, here), "threads",
     "processes", or any `concurrent.futures.Executor`; `workers` sizes the pools chkpt makes. `keep_going=True`
-    runs every stage that does not depend on a failed one before raising `StagesFailed`.
+    runs every stage that does not depend on a failed one before raising `StagesFailed`. `on_store_error` is
+    what happens when storing a computed value fails (a full disk, a lost mount): "raise" (the default) raises a
+    `StoreError` naming the stage, as for any failed stage; "warn" warns (`ChkptWarning`, naming the stage and
+    the error) and goes on with the value, unstored. A store that cannot be written at all fails before any stage
+    runs either way.
     """
 
-    __slots__ = ("dir", "durable", "executor", "format", "keep_going", "load", "store", "verbose", "workers")
+    __slots__ = (
+        "dir",
+        "durable",
+        "executor",
+        "format",
+        "keep_going",
+        "load",
+        "on_store_error",
+        "store",
+        "verbose",
+        "workers",
+    )
 
     load: bool | frozenset[str]
     store: bool | frozenset[str]
@@ -41,6 +56,7 @@ class Config:
     executor: object
     workers: int | None
     keep_going: bool
+    on_store_error: str
 
     def __init__(
         self,
@@ -53,6 +69,7 @@ class Config:
         executor: object = None,
         workers: int | None = None,
         keep_going: bool = False,
+        on_store_error: str = "raise",
     ) -> None:
         self.load = _selection("load", load)
         self.store = _selection("store", store)
@@ -79,6 +96,9 @@ class Config:
         self.executor = executor
         self.workers = workers
         self.keep_going = bool(keep_going)
+        if on_store_error not in ("raise", "warn"):
+            raise ConfigError(f"Config(on_store_error=...) takes 'raise' or 'warn', got {on_store_error!r}")
+        self.on_store_error = on_store_error
 
     def directory(self) -> str:
         """The checkpoint folder this config means now."""
@@ -113,7 +133,7 @@ class Config:
         return (
             f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose}, "
             f"format={self.format!r}, durable={self.durable}, executor={self.executor!r}, workers={self.workers}, "
-            f"keep_going={self.keep_going})"
+            f"keep_going={self.keep_going}, on_store_error={self.on_store_error!r})"
         )
 
 

@@ -39,8 +39,9 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     then, if anything may be stored, that the folder can be written.
     """
     config = config or Config()
-    uses_store = config.load is not False or config.store is not False
-    store = LocalStore(config.directory(), durable=config.durable) if uses_store else None
+    store = None
+    if config.load is not False or config.store is not False:
+        store = LocalStore(config.directory(), durable=config.durable, on_error=config.on_store_error)
     runner = _Runner(config, store)
     damaged: set[str] = set()
     pool, owned = None, False
@@ -189,27 +190,23 @@ class _Runner:
         return tuple(self.values[steps[i].key] if isinstance(i, int) else i.value for i in step.inputs)
 
     def _finish(
-        self, step: Step, value: Any, seconds: float, size: int | None, changed: str | None, loaded: bool
+        self, step: Step, value: Any, seconds: float, size: int | None, unstored: str | None, loaded: bool
     ) -> None:
         """Take a computed step's value and report it, in this process whatever computed it."""
         self.values[step.key] = value
-        self.report_computed(step, seconds, size, changed, loaded)
+        self.report_computed(step, seconds, size, unstored, loaded)
 
     def report_computed(
-        self, step: Step, seconds: float, size: int | None, changed: str | None, loaded: bool = False
+        self, step: Step, seconds: float, size: int | None, unstored: str | None, loaded: bool = False
     ) -> None:
-        """Record a computed step (stored if `size` is not None), and warn if a watched source `changed`; or
-        a step that was `loaded` instead, from a checkpoint another run stored while this one waited for it."""
+        """Record a computed step (stored if `size` is not None), and warn with `unstored` why a value that was to
+        be stored was not; or a step that was `loaded` instead, from a checkpoint another run stored while this
+        one waited for it."""
         if loaded:
             self.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
             return
-        if changed is not None:
-            message = (
-                f"'{changed}' changed while this run was going, so the result of stage '{step.stage.name}' is not "
-                "stored: it may come from the new content, and its key is the old content's. The next run computes "
-                "it again."
-            )
-            warnings.warn(message, ChkptWarning, stacklevel=_caller_stacklevel())
+        if unstored is not None:
+            warnings.warn(unstored, ChkptWarning, stacklevel=_caller_stacklevel())
         outcome = "computed" if size is None else "stored"
         self.record(StageRecord(step.stage.name, step.key, outcome, seconds, size))
 

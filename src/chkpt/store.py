@@ -149,16 +149,18 @@ def _acquire(path: str) -> int | None:
 
 
 class LocalStore:
-    """Checkpoints in a folder on this machine. `durable=False` skips the fsyncs (writes stay atomic)."""
+    """Checkpoints in a folder on this machine. `durable=False` skips the fsyncs (writes stay atomic).
+    `on_error` is what a run does when storing a computed value fails (see `Config.on_store_error`)."""
 
-    def __init__(self, root: str, durable: bool = True) -> None:
+    def __init__(self, root: str, durable: bool = True, on_error: str = "raise") -> None:
         self.root = root
         self.durable = durable
+        self.on_error = on_error
         self._folders: dict[str, str] = {}
 
-    def __reduce__(self) -> tuple[type[LocalStore], tuple[str, bool]]:
+    def __reduce__(self) -> tuple[type[LocalStore], tuple[str, bool, str]]:
         # Sent with every step to a worker process: the folder cache stays here.
-        return LocalStore, (self.root, self.durable)
+        return LocalStore, (self.root, self.durable, self.on_error)
 
     def path(self, stage_name: str, key: str, extension: str) -> str:
         folder = self._folders.get(stage_name)

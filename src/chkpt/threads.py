@@ -4,7 +4,8 @@ Each thread takes a ready step, runs it, and then itself marks what became ready
 to the next without a round trip through the caller's thread (that round trip, two thread switches per step,
 cost more than a trivial stage). The caller's thread only waits, and then raises or returns as the other
 executors do. Records and log lines are made as steps finish, in that order; warnings (a damaged checkpoint, a
-file that changed) are issued from the caller's thread, where warning filters and tests expect them.
+file that changed, a value not stored) are issued from the caller's thread, where warning filters and tests
+expect them.
 
 The threads are daemons: on Ctrl-C the caller returns at once, no new step starts, and the process can exit
 without waiting for a running stage (stores are atomic, so that leaves no half checkpoint).
@@ -222,7 +223,7 @@ def _compute(
     store = runner.store if step.store else None
     fields = record_fields(step, steps) if store is not None else {}
     try:
-        value, seconds, size, changed, loaded = compute_step(
+        value, seconds, size, unstored, loaded = compute_step(
             step.stage,
             arguments,
             store,
@@ -239,10 +240,10 @@ def _compute(
 
     def computed() -> None:
         runner.values[step.key] = value
-        if changed is None:
+        if unstored is None:
             runner.report_computed(step, seconds, size, None, loaded)
         else:
-            schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, changed))
+            schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, unstored))
         _done(schedule, step)
         unread = schedule.unread
         for item in step.inputs:
