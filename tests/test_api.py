@@ -217,8 +217,10 @@ def test_constant_inputs(tmp_path: Path) -> None:
 
 def test_public_names() -> None:
     assert set(chkpt.__all__) == {
+        "Checkpoint",
         "ChkptError",
         "ChkptWarning",
+        "Collected",
         "Config",
         "ConfigError",
         "Pipeline",
@@ -228,6 +230,7 @@ def test_public_names() -> None:
         "Stage",
         "StageRecord",
         "StagesFailed",
+        "Store",
         "StoreError",
         "__version__",
         "codecs",

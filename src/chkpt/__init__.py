@@ -25,9 +25,32 @@ from .stage import Stage
 # run's time is the run's own; together it stays within chkpt's import budget (bench/run.py).
 from . import run as _run  # noqa: F401  isort: skip
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from .catalog import Checkpoint, Collected, Store
+else:
+    # Retention (catalog.py) is no part of a run, so it is loaded the first time one of its names is used and
+    # `import chkpt` does not pay for it. (Hidden from type checkers, which see the import above: a module
+    # `__getattr__` would make every misspelt `chkpt.` name type-check.)
+    _LAZY = ("Checkpoint", "Collected", "Store")
+
+    def __getattr__(name: str) -> object:
+        if name in _LAZY:
+            from . import catalog
+
+            value = globals()[name] = getattr(catalog, name)
+            return value
+        raise AttributeError(f"module 'chkpt' has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})
+
+
 __all__ = [
+    "Checkpoint",
     "ChkptError",
     "ChkptWarning",
+    "Collected",
     "Config",
     "ConfigError",
     "Pipeline",
@@ -37,6 +60,7 @@ __all__ = [
     "Stage",
     "StageRecord",
     "StagesFailed",
+    "Store",
     "StoreError",
     "__version__",
     "codecs",

@@ -93,8 +93,17 @@ class KeyLock:
         self._fd: int | None = None
 
     def __enter__(self) -> KeyLock:
-        self._fd = _acquire(self._path)
+        self._fd = _acquire(self._path, blocking=True)
         return self
+
+    def enter_if_free(self) -> bool:
+        """Take the lock if nobody holds it, without waiting: True if taken (or if no lock can be made here),
+        then leave it with `__exit__`; False if another holder has it."""
+        try:
+            self._fd = _acquire(self._path, blocking=False)
+        except BlockingIOError:
+            return False
+        return True
 
     def __exit__(self, *exc_info: object) -> None:
         if self._fd is not None:
@@ -125,7 +134,9 @@ class KeyLock:
         return False
 
 
-def _acquire(path: str) -> int | None:
+def _acquire(path: str, blocking: bool) -> int | None:
+    """An open file descriptor holding the flock of `path`; None where no lock can be made. Without
+    `blocking`, BlockingIOError when another holder has it."""
     if fcntl is None:
         return None
     while True:
@@ -137,7 +148,7 @@ def _acquire(path: str) -> int | None:
         except OSError:
             return None
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if blocking else fcntl.LOCK_EX | fcntl.LOCK_NB)
             if os.fstat(fd).st_ino == os.stat(path).st_ino:
                 return fd
         except FileNotFoundError:

@@ -1,0 +1,570 @@
+"""What a checkpoint folder holds, and removing what is no longer wanted: `chkpt.Store(dir)`.
+
+A run never deletes a checkpoint (an old key may become valid again when an edit is reverted), so a folder only
+grows. `Store.checkpoints()` lists what it holds and `Store.gc()` removes all but the newest checkpoints of each
+stage, or those older than an age, or both.
+
+What counts as chkpt's, in `<dir>/<stage folder>/` (the store's layout, see store.py):
+
+- a checkpoint: `<key>.meta.json` (its record, the marker) with its value file(s) `<key>.<ext>`; or, with no
+  record beside it, `<key>.json`, the JSON layout whose first line is the record. `<key>` is 32 lowercase hex
+  digits, as keys are. A damaged or foreign record still makes a checkpoint (dated by the marker's mtime): it can
+  never load, and gc must be able to remove it.
+- an orphan: `<key>.<ext>` with no marker, the value file of a two-file write that crashed before its record.
+- a temporary file: `.<file name>.<pid>.<8 hex>.tmp`, left by a write that crashed (and `.probe.<pid>.<8 hex>` in
+  `<dir>` itself, left by the writability check).
+
+Lock files live apart, in `<dir>/.locks/` (not a stage folder), and gc leaves them alone.
+
+Everything else (a README, a folder of your own, a file named otherwise) is not chkpt's and is never touched, and
+only folders whose names chkpt could have made (`store.folder_name` leaves them as they are) are stage folders.
+
+Removing a checkpoint takes its key's lock (without waiting: a key whose lock a run holds, because it is
+computing or storing that key, is skipped), so no run stores the key meanwhile; a key stored again since gc
+looked is kept. It removes the marker first, then fsyncs the folder, then removes the value file: a crash in
+between leaves an orphan, never a record that vouches for a missing value. A run that planned to load a
+checkpoint that gc then removed finds it gone, warns and computes the stage again, as for any checkpoint that
+disappears.
+
+Orphans and temporary files are removed once their last write is an hour old (`LEFTOVER_AGE`): younger ones may
+belong to a write in progress, in this process or on another machine sharing the folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+
+from .errors import ConfigError, StoreError
+from .stage import Stage
+from .store import _HEAD, META, LocalStore, _fsync_folder, folder_name
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from datetime import timedelta
+    from typing import Any
+
+LEFTOVER_AGE = 3600.0
+"""Seconds after its last write before an orphan value file or a temporary file counts as left by a crash."""
+
+_KEY_LENGTH = 32
+_HEX = frozenset("0123456789abcdef")
+_RECORD_LIMIT = 16 * 1024 * 1024  # a first line longer than this is no record chkpt wrote
+_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
+_AGE_FORMS = (
+    "a datetime.timedelta, a number of seconds >= 0, or a string of one number and one unit: "
+    "'45s', '90m', '12h', '30d', '2w', '1.5d'"
+)
+
+
+class Checkpoint:
+    """One whole checkpoint in a store (frozen).
+
+    `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
+    `created` when it was stored (unix seconds: the record's `created`, else the marker's modification time),
+    `bytes` the size of all its files, and `files` their absolute paths, the marker (the file whose presence means
+    a whole checkpoint) first.
+    """
+
+    __slots__ = ("bytes", "created", "files", "key", "stage")
+
+    stage: str
+    key: str
+    created: float
+    bytes: int
+    files: tuple[str, ...]
+
+    def __init__(self, stage: str, key: str, created: float, bytes: int, files: tuple[str, ...]) -> None:
+        object.__setattr__(self, "stage", stage)
+        object.__setattr__(self, "key", key)
+        object.__setattr__(self, "created", created)
+        object.__setattr__(self, "bytes", bytes)
+        object.__setattr__(self, "files", tuple(files))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Checkpoint is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Checkpoint is frozen: cannot delete {name!r}")
+
+    def _fields(self) -> tuple[str, str, float, int, tuple[str, ...]]:
+        return (self.stage, self.key, self.created, self.bytes, self.files)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Checkpoint):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Checkpoint(stage={self.stage!r}, key={self.key!r}, created={self.created!r}, bytes={self.bytes!r}, "
+            f"files={self.files!r})"
+        )
+
+
+class Collected:
+    """What `Store.gc` removed, or with `dry_run=True` would remove (frozen).
+
+    `removed`: the checkpoints removed. `bytes_freed`: the sizes of every file removed (those checkpoints' files,
+    orphan value files and temporary files). `temporaries`: how many temporary files were removed.
+    `skipped_locked`: checkpoints that were due to go but whose key a run holds, so they were kept.
+    """
+
+    __slots__ = ("bytes_freed", "removed", "skipped_locked", "temporaries")
+
+    removed: tuple[Checkpoint, ...]
+    bytes_freed: int
+    temporaries: int
+    skipped_locked: tuple[Checkpoint, ...]
+
+    def __init__(
+        self,
+        removed: tuple[Checkpoint, ...] = (),
+        bytes_freed: int = 0,
+        temporaries: int = 0,
+        skipped_locked: tuple[Checkpoint, ...] = (),
+    ) -> None:
+        object.__setattr__(self, "removed", tuple(removed))
+        object.__setattr__(self, "bytes_freed", bytes_freed)
+        object.__setattr__(self, "temporaries", temporaries)
+        object.__setattr__(self, "skipped_locked", tuple(skipped_locked))
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"Collected is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"Collected is frozen: cannot delete {name!r}")
+
+    def _fields(self) -> tuple[tuple[Checkpoint, ...], int, int, tuple[Checkpoint, ...]]:
+        return (self.removed, self.bytes_freed, self.temporaries, self.skipped_locked)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Collected):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        return (
+            f"Collected(removed={self.removed!r}, bytes_freed={self.bytes_freed!r}, "
+            f"temporaries={self.temporaries!r}, skipped_locked={self.skipped_locked!r})"
+        )
+
+
+class _Leftover:
+    """An orphan value file or a temporary file: removable once LEFTOVER_AGE old and not under a held lock."""
+
+    __slots__ = ("key", "modified", "path", "size", "temporary")
+
+    def __init__(self, path: str, size: int, modified: float, key: str | None, temporary: bool) -> None:
+        self.path = path
+        self.size = size
+        self.modified = modified
+        self.key = key
+        self.temporary = temporary
+
+
+class _Folder:
+    """What one stage folder holds: its checkpoints (each with whether its stage name came from its record)."""
+
+    __slots__ = ("checkpoints", "leftovers", "name", "path")
+
+    def __init__(self, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+        self.checkpoints: list[tuple[Checkpoint, bool]] = []
+        self.leftovers: list[_Leftover] = []
+
+
+class Store:
+    """A checkpoint folder, the same one `Config(dir=...)` names: what it holds, and removing what is not wanted.
+
+    `Store(dir)` takes a path (str or os.PathLike) and reads nothing until asked; a folder that does not exist
+    holds no checkpoints. `root` is its absolute path.
+    """
+
+    __slots__ = ("root",)
+
+    def __init__(self, dir: str | os.PathLike[str]) -> None:
+        if not isinstance(dir, (str, os.PathLike)) or isinstance(dir, bytes):
+            raise ConfigError(f"Store(dir) takes a path (str or os.PathLike), got {type(dir).__name__}")
+        path = os.fspath(dir)
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"Store(dir) takes a non-empty str path, got {path!r}")
+        self.root = os.path.abspath(path)
+
+    def __repr__(self) -> str:
+        return f"Store({self.root!r})"
+
+    def checkpoints(self, stage: str | Stage[..., Any] | None = None) -> list[Checkpoint]:
+        """Every whole checkpoint in the folder (of one stage if `stage` is given), grouped by stage in name
+        order, newest first within a stage (ties by key).
+
+        A stage name that has no folder here is a ConfigError naming the stages the folder holds: a typo would
+        otherwise look like an empty stage.
+        """
+        folders = self._scan()
+        selected = None if stage is None else _selection([stage], folders, self.root, "checkpoints(stage=...)")
+        return [cp for cp, _ in _ranked(folders, selected)]
+
+    def gc(
+        self,
+        keep_last: int = 1,
+        older_than: timedelta | float | str | None = None,
+        stages: Iterable[str | Stage[..., Any]] | None = None,
+        dry_run: bool = False,
+    ) -> Collected:
+        """Remove the checkpoints that are not wanted any more, and what crashed writes left behind.
+
+        In each stage, a checkpoint is removed when it is not among the `keep_last` newest of that stage and, if
+        `older_than` is given, it was created longer than `older_than` ago. So `gc()` keeps the newest checkpoint
+        of every stage, `gc(keep_last=0, older_than="30d")` removes whatever is older than 30 days, and
+        `gc(keep_last=0)` empties the selected stages. "Newest" is per stage, not per parameter: a stage bound
+        with ten parameter sets has ten checkpoints, and `keep_last=1` keeps one of them.
+
+        `older_than`: a `datetime.timedelta`, seconds (a number >= 0), or a string of one number and one unit,
+        s, m, h, d or w (`"45s"`, `"90m"`, `"12h"`, `"30d"`, `"2w"`, `"1.5d"`). `stages`: the names (or
+        Stages) whose checkpoints to consider, None for all; a name with no folder here is a ConfigError that
+        lists the stages the folder holds, since a typo would otherwise silently keep everything (a store with
+        no stage folder at all, or none at all, has nothing to keep, and returns an empty Collected). Orphan value
+        files and temporary files at least an hour old are removed in the selected stages' folders too (and the
+        folder's own leftover probe files when `stages` is None). Lock files and files that are not chkpt's
+        are never touched.
+
+        A checkpoint whose key a running pipeline holds the lock of is kept and listed in `skipped_locked`.
+        `dry_run=True` removes nothing and returns what would be removed. A file that cannot be removed raises
+        StoreError naming it; what was removed before it stays removed.
+        """
+        keep = _keep_last(keep_last)
+        age = None if older_than is None else _seconds(older_than)
+        folders = self._scan()
+        selected = None if stages is None else _selection(stages, folders, self.root, "gc(stages=...)")
+        now = time.time()
+        due: dict[str, list[Checkpoint]] = {}
+        for cp, where in _due(folders, selected, keep, age, now):
+            due.setdefault(where, []).append(cp)
+        removed: list[Checkpoint] = []
+        skipped: list[Checkpoint] = []
+        freed = 0
+        temporaries = 0
+        store = LocalStore(self.root)
+        for folder in folders:
+            if selected is not None and folder.name not in selected:
+                continue
+            going = []
+            for cp in due.get(folder.name, ()):
+                if store.lock(folder.name, cp.key).held_elsewhere():
+                    skipped.append(cp)
+                else:
+                    going.append(cp)
+            leftovers = [
+                leftover
+                for leftover in folder.leftovers
+                if now - leftover.modified > LEFTOVER_AGE
+                and not (leftover.key and store.lock(folder.name, leftover.key).held_elsewhere())
+            ]
+            if dry_run:
+                removed += going
+                freed += sum(cp.bytes for cp in going) + sum(leftover.size for leftover in leftovers)
+                temporaries += sum(leftover.temporary for leftover in leftovers)
+                continue
+            for cp in going:
+                outcome = _remove_checkpoint(store, folder, cp, now)
+                if outcome == "removed":
+                    removed.append(cp)
+                    freed += cp.bytes
+                elif outcome == "locked":
+                    skipped.append(cp)
+            for leftover in leftovers:
+                if _unlink(leftover.path):
+                    freed += leftover.size
+                    temporaries += leftover.temporary
+        if stages is None:
+            for probe in _probes(self.root):
+                if now - probe.modified > LEFTOVER_AGE and (dry_run or _unlink(probe.path)):
+                    freed += probe.size
+                    temporaries += 1
+        return Collected(tuple(removed), freed, temporaries, tuple(skipped))
+
+    # --- reading the folder ---------------------------------------------------------------------------------------
+
+    def _scan(self) -> list[_Folder]:
+        """Every stage folder, in name order, with its checkpoints and leftovers."""
+        try:
+            entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as exc:
+            raise StoreError(f"cannot read checkpoint folder {self.root!r}: {exc.strerror or exc}") from None
+        folders = []
+        for entry in entries:
+            if entry.name.startswith(".") or folder_name(entry.name) != entry.name or not entry.is_dir():
+                continue
+            folder = _Folder(entry.name, entry.path)
+            _read_folder(folder)
+            folders.append(folder)
+        return folders
+
+
+def _read_folder(folder: _Folder) -> None:
+    try:
+        entries = list(os.scandir(folder.path))
+    except FileNotFoundError:
+        return  # removed meanwhile
+    except OSError as exc:
+        raise StoreError(f"cannot read checkpoint folder {folder.path!r}: {exc.strerror or exc}") from None
+    by_key: dict[str, dict[str, os.DirEntry[str]]] = {}
+    for entry in entries:
+        name = entry.name
+        if not entry.is_file(follow_symlinks=False):
+            continue
+        if name.startswith("."):
+            key = _temporary_key(name)
+            if key is not None:
+                stat = _stat(entry)
+                if stat is not None:
+                    folder.leftovers.append(_Leftover(entry.path, stat[0], stat[1], key or None, True))
+            continue
+        stem, _, extension = name.partition(".")
+        if len(stem) == _KEY_LENGTH and _HEX.issuperset(stem) and extension:
+            by_key.setdefault(stem, {})[extension] = entry
+    for key, files in by_key.items():
+        if META in files:  # a two-file checkpoint: its record, then its value file
+            marker, inline = files.pop(META), False
+        elif "json" in files:  # the JSON layout, one file
+            marker, inline = files.pop("json"), True
+        else:  # a value file whose record was never written: an orphan
+            for entry in files.values():
+                stat = _stat(entry)
+                if stat is not None:
+                    folder.leftovers.append(_Leftover(entry.path, stat[0], stat[1], key, False))
+            continue
+        marker_stat = _stat(marker)
+        if marker_stat is None:
+            continue  # removed since the folder was listed
+        values = [(entry.path, _stat(entry)) for _, entry in sorted(files.items())]
+        record = _read_record(marker.path, key, inline)
+        stage = record.get("stage") if record is not None else None
+        created = _created(record.get("created")) if record is not None else None
+        named = isinstance(stage, str) and bool(stage)
+        checkpoint = Checkpoint(
+            stage if isinstance(stage, str) and stage else folder.name,
+            key,
+            marker_stat[1] if created is None else created,
+            marker_stat[0] + sum(stat[0] for _, stat in values if stat is not None),
+            (marker.path, *(path for path, stat in values if stat is not None)),
+        )
+        folder.checkpoints.append((checkpoint, named))
+
+
+def _temporary_key(name: str) -> str | None:
+    """For a temporary file's name (`.<file>.<pid>.<8 hex>.tmp`), the key of the file it was to become, or ""
+    when that file is not a key's; None when the name is no temporary file of chkpt's."""
+    if not name.endswith(".tmp"):
+        return None
+    final, _, rest = name[1:-4].rpartition(".")
+    final, _, pid = final.rpartition(".")
+    if not (final and pid.isdigit() and len(rest) == 8 and _HEX.issuperset(rest)):
+        return None
+    stem = final.partition(".")[0]
+    return stem if len(stem) == _KEY_LENGTH and _HEX.issuperset(stem) else ""
+
+
+def _probes(root: str) -> list[_Leftover]:
+    """The files `LocalStore.ensure_writable` makes and removes at once (`.probe.<pid>.<8 hex>`), left by a crash."""
+    try:
+        entries = list(os.scandir(root))
+    except OSError:
+        return []
+    probes = []
+    for entry in entries:
+        pid, _, rest = entry.name.removeprefix(".probe.").partition(".")
+        if (
+            entry.name.startswith(".probe.")
+            and pid.isdigit()
+            and len(rest) == 8
+            and _HEX.issuperset(rest)
+            and entry.is_file(follow_symlinks=False)
+        ):
+            stat = _stat(entry)
+            if stat is not None:
+                probes.append(_Leftover(entry.path, stat[0], stat[1], None, True))
+    return probes
+
+
+def _stat(entry: os.DirEntry[str]) -> tuple[int, float] | None:
+    """Size and modification time, or None for a file removed since the folder was listed."""
+    try:
+        stat = entry.stat(follow_symlinks=False)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise StoreError(f"cannot read {entry.path!r}: {exc.strerror or exc}") from None
+    return stat.st_size, stat.st_mtime
+
+
+def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
+    """A checkpoint's record, or None when it is not one chkpt wrote for this key (damaged, or foreign)."""
+    try:
+        with open(path, "rb") as file:
+            data = file.readline(_RECORD_LIMIT) if inline else file.read(_RECORD_LIMIT)
+    except OSError:
+        return None
+    if inline:
+        if not data.startswith(_HEAD):
+            return None
+        data = data[len(_HEAD) :].rstrip().removesuffix(b",")
+    try:
+        record = json.loads(data)
+    except ValueError:
+        return None
+    if not isinstance(record, dict) or record.get("key") != key:
+        return None
+    return record
+
+
+def _created(text: object) -> float | None:
+    """Unix seconds from a record's `created` ("%Y-%m-%dT%H:%M:%SZ", UTC), or None if it is not one."""
+    if not isinstance(text, str) or not text.endswith("Z"):
+        return None
+    import datetime  # only when a folder is read: `import chkpt` does not load it
+
+    try:
+        moment = datetime.datetime.fromisoformat(text[:-1])
+    except ValueError:
+        return None
+    if moment.tzinfo is not None:
+        return None
+    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
+
+
+# --- choosing ---------------------------------------------------------------------------------------------------
+
+
+def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
+    """The selected checkpoints with their folder's name, by stage, newest first, ties by key.
+
+    `selected` maps a folder to the stage names asked for in it (None: everything). A checkpoint is selected by
+    its record's stage name; one whose record cannot be read, by its folder.
+    """
+    found = [
+        (cp, folder.name)
+        for folder in folders
+        if selected is None or folder.name in selected
+        for cp, named in folder.checkpoints
+        if selected is None or not named or cp.stage in selected[folder.name]
+    ]
+    found.sort(key=lambda item: (item[0].stage, -item[0].created, item[0].key))
+    return found
+
+
+def _due(
+    folders: list[_Folder], selected: dict[str, set[str]] | None, keep: int, age: float | None, now: float
+) -> list[tuple[Checkpoint, str]]:
+    """The checkpoints to remove: past the `keep` newest of their stage and, with an age, older than it."""
+    due = []
+    position: dict[str, int] = {}
+    for cp, folder in _ranked(folders, selected):
+        rank = position[cp.stage] = position.get(cp.stage, -1) + 1
+        if rank >= keep and (age is None or now - cp.created > age):
+            due.append((cp, folder))
+    return due
+
+
+def _selection(names: Iterable[object], folders: list[_Folder], root: str, call: str) -> dict[str, set[str]]:
+    """The folders of the stages named, each with the names asked for in it; every name must have a folder here
+    (unless the store holds no stage folder at all, so has nothing a typo could keep)."""
+    if isinstance(names, (str, bytes, Stage)):
+        raise ConfigError(f"{call} takes a list of stage names or Stages; wrap one stage: [{names!r}]")
+    try:
+        items = list(names)
+    except TypeError:
+        raise ConfigError(f"{call} takes a list of stage names or Stages, got {type(names).__name__}") from None
+    present = {folder.name for folder in folders}
+    selected: dict[str, set[str]] = {}
+    unknown = []
+    for item in items:
+        name = item.name if isinstance(item, Stage) else item
+        if not isinstance(name, str):
+            raise ConfigError(f"{call} takes stage names (str) or Stages, got {type(item).__name__}: {item!r}")
+        if folder_name(name) in present:
+            selected.setdefault(folder_name(name), set()).add(name)
+        else:
+            unknown.append(name)
+    if unknown and folders:
+        held = sorted({cp.stage for folder in folders for cp, _ in folder.checkpoints} | present)
+        raise ConfigError(
+            f"{call} names {sorted(unknown)}, which {'has' if len(unknown) == 1 else 'have'} no checkpoints in "
+            f"{root!r}; the stages there are {held}"
+        )
+    return selected
+
+
+def _keep_last(value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(
+            f"gc(keep_last=...) takes an int >= 0 (how many checkpoints to keep per stage), got {value!r}"
+        )
+    return value
+
+
+def _seconds(value: object) -> float:
+    """`older_than` in seconds (see Store.gc), or a ConfigError that shows the value and the accepted forms."""
+    import datetime  # only when gc is asked for an age: `import chkpt` does not load it
+    import math
+
+    seconds: float | None = None
+    if isinstance(value, datetime.timedelta):
+        seconds = value.total_seconds()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = re.fullmatch(r"(\d+(?:\.\d*)?|\.\d+)([smhdw])", value.strip(), re.ASCII)
+        if match is not None:
+            seconds = float(match[1]) * _UNITS[match[2]]
+    if seconds is None or not math.isfinite(seconds) or seconds < 0:
+        raise ConfigError(f"gc(older_than=...) takes {_AGE_FORMS}; got {value!r}")
+    return seconds
+
+
+def _remove_checkpoint(store: LocalStore, folder: _Folder, cp: Checkpoint, scanned: float) -> str:
+    """Remove one checkpoint while holding its key's lock, so that no run stores that key meanwhile: its marker
+    first, made durable, then its value files (a crash leaves an orphan, never a record without its value).
+    Returns "removed", "locked" (a run holds the key), or "kept" (gone already, or stored again since the scan).
+    """
+    lock = store.lock(folder.name, cp.key)
+    if not lock.enter_if_free():
+        return "locked"
+    try:
+        try:
+            if os.stat(cp.files[0]).st_mtime >= scanned:
+                return "kept"  # a run stored this key again after gc looked: it is new, not old
+        except FileNotFoundError:
+            return "kept"
+        if not _unlink(cp.files[0]):
+            return "kept"
+        _fsync_folder(folder.path)
+        for path in cp.files[1:]:
+            _unlink(path)
+        return "removed"
+    finally:
+        lock.__exit__(None, None, None)
+
+
+def _unlink(path: str) -> bool:
+    """Remove a file; False when it was already gone."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    except OSError as exc:
+        raise StoreError(f"cannot remove {path!r}: {exc.strerror or exc}") from None
+    return True

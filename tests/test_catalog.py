@@ -1,0 +1,542 @@
+"""Retention: `chkpt.Store(dir)` lists a folder's checkpoints and `gc` removes what is not wanted, on stores
+written by real pipelines (and, for the property, by the store itself)."""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import chkpt
+from chkpt import codecs
+from chkpt.store import LocalStore
+
+HOUR = 3600.0
+DAY = 86400.0
+
+calls: dict[str, int] = {}
+
+
+@chkpt.Stage.wrap()
+def table(n: int) -> list[int]:
+    calls["table"] = calls.get("table", 0) + 1
+    return list(range(n))
+
+
+@chkpt.Stage.wrap(format="pickle")
+def blob(rows: list[int]) -> set[int]:
+    calls["blob"] = calls.get("blob", 0) + 1
+    return set(rows)
+
+
+@chkpt.Stage.wrap(name="my stage")
+def spaced() -> str:
+    return "spaced"
+
+
+def pipeline(n: int) -> chkpt.Pipeline[set[int]]:
+    return table.bind(n=n) >> blob
+
+
+def config(directory: Path, **options: Any) -> chkpt.Config:
+    return chkpt.Config(dir=directory, verbose=False, **options)
+
+
+def run_days_ago(
+    monkeypatch: pytest.MonkeyPatch, days: float, built: chkpt.Pipeline[Any], directory: Path
+) -> chkpt.Run[Any]:
+    """Run a pipeline with the clock its records read ("created") set `days` back: its checkpoints are that old."""
+    real = time.gmtime
+    moment = time.time() - days * DAY
+
+    def gmtime(seconds: float | None = None) -> time.struct_time:
+        return real(moment if seconds is None else seconds)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(time, "gmtime", gmtime)  # which chkpt.compute dates records with, for this run only
+        return built.run(config(directory))
+
+
+def key_of(run: chkpt.Run[Any], stage: str) -> str:
+    (key,) = [r.key for r in run.records if r.name == stage]
+    return key
+
+
+AGES = {1: 40.0, 2: 10.0, 3: 2 / 24}  # n -> days: 40 days, 10 days, 2 hours
+
+
+@pytest.fixture
+def store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, Any]]:
+    """Three checkpoints of `table` (JSON, one file each) and three of `blob` (pickle, two files each), 40 days,
+    10 days and 2 hours old; returns the folder and the keys by stage and n."""
+    calls.clear()
+    keys: dict[tuple[str, int], str] = {}
+    for n, days in AGES.items():
+        run = run_days_ago(monkeypatch, days, pipeline(n), tmp_path)
+        keys["table", n] = key_of(run, "table")
+        keys["blob", n] = key_of(run, "blob")
+    calls.clear()
+    yield {"dir": tmp_path, "keys": keys}
+
+
+def all_files(directory: Path) -> dict[str, bytes]:
+    return {p.relative_to(directory).as_posix(): p.read_bytes() for p in sorted(directory.rglob("*")) if p.is_file()}
+
+
+def names(checkpoints: tuple[chkpt.Checkpoint, ...] | list[chkpt.Checkpoint]) -> set[tuple[str, str]]:
+    return {(cp.stage, cp.key) for cp in checkpoints}
+
+
+def which(store: dict[str, Any], *wanted: tuple[str, int]) -> set[tuple[str, str]]:
+    return {(stage, store["keys"][stage, n]) for stage, n in wanted}
+
+
+def age_off(path: Path, seconds: float) -> None:
+    moment = time.time() - seconds
+    os.utime(path, (moment, moment))
+
+
+# --- listing ------------------------------------------------------------------------------------------------------
+
+
+def test_checkpoints_lists_both_layouts_newest_first(store: dict[str, Any]) -> None:
+    directory, keys = store["dir"], store["keys"]
+    listed = chkpt.Store(directory).checkpoints()
+    assert [(cp.stage, cp.key) for cp in listed] == [
+        ("blob", keys["blob", 3]),
+        ("blob", keys["blob", 2]),
+        ("blob", keys["blob", 1]),
+        ("table", keys["table", 3]),
+        ("table", keys["table", 2]),
+        ("table", keys["table", 1]),
+    ]
+    now = time.time()
+    for cp in listed:
+        n = next(n for (stage, n), key in keys.items() if key == cp.key)
+        assert abs(now - cp.created - AGES[n] * DAY) < 5
+        assert all(os.path.isabs(path) for path in cp.files)
+        assert cp.bytes == sum(os.path.getsize(path) for path in cp.files)
+        if cp.stage == "table":
+            assert cp.files == (str(directory / "table" / f"{cp.key}.json"),)
+        else:  # the record, whose presence means a whole checkpoint, first
+            assert cp.files == (
+                str(directory / "blob" / f"{cp.key}.meta.json"),
+                str(directory / "blob" / f"{cp.key}.pkl"),
+            )
+    assert chkpt.Store(directory).checkpoints("blob") == listed[:3]
+    assert chkpt.Store(directory).checkpoints(table) == listed[3:]
+    assert chkpt.Store(str(directory)).checkpoints() == listed
+
+
+def test_a_stage_name_made_safe_for_its_folder_is_found_by_its_name(tmp_path: Path) -> None:
+    run = (() >> spaced).run(config(tmp_path))
+    assert (tmp_path / "my_stage").is_dir()
+    (listed,) = chkpt.Store(tmp_path).checkpoints("my stage")
+    assert (listed.stage, listed.key) == ("my stage", key_of(run, "my stage"))
+    assert chkpt.Store(tmp_path).gc(keep_last=0, stages=["my stage"]).removed == (listed,)
+    assert chkpt.Store(tmp_path).checkpoints() == []
+
+
+def test_a_folder_that_does_not_exist_holds_nothing(tmp_path: Path) -> None:
+    missing = chkpt.Store(tmp_path / "nowhere")
+    assert missing.checkpoints() == []
+    assert missing.gc() == chkpt.Collected((), 0, 0, ())
+    assert missing.gc(keep_last=0, stages=["table"], dry_run=True) == chkpt.Collected()
+    assert not (tmp_path / "nowhere").exists()
+
+
+def test_store_takes_a_path(tmp_path: Path) -> None:
+    assert chkpt.Store(tmp_path).root == str(tmp_path)
+    assert os.path.isabs(chkpt.Store("relative/dir").root)
+    for bad in (3, None, b"dir", ""):
+        with pytest.raises(chkpt.ConfigError, match="Store"):
+            chkpt.Store(bad)  # type: ignore[arg-type]
+
+
+def test_checkpoint_and_collected_are_frozen_values(store: dict[str, Any]) -> None:
+    first, *_ = chkpt.Store(store["dir"]).checkpoints()
+    with pytest.raises(AttributeError):
+        first.key = "x"
+    collected = chkpt.Store(store["dir"]).gc(dry_run=True)
+    with pytest.raises(AttributeError):
+        collected.bytes_freed = 0
+    assert collected == chkpt.Store(store["dir"]).gc(dry_run=True)
+    assert len({first, chkpt.Store(store["dir"]).checkpoints()[0]}) == 1
+    assert "Checkpoint(stage='blob'" in repr(first) and "bytes_freed=" in repr(collected)
+
+
+# --- choosing what goes ---------------------------------------------------------------------------------------------
+
+
+def test_gc_keeps_the_newest_of_each_stage_and_runs_load_what_it_kept(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    before = chkpt.Store(directory).checkpoints()
+    sizes = {cp.key: sum(os.path.getsize(path) for path in cp.files) for cp in before}
+    collected = chkpt.Store(directory).gc()
+    assert names(collected.removed) == which(store, ("table", 1), ("table", 2), ("blob", 1), ("blob", 2))
+    assert collected.bytes_freed == sum(sizes[cp.key] for cp in collected.removed)
+    assert (collected.temporaries, collected.skipped_locked) == (0, ())
+    assert not any(os.path.exists(path) for cp in collected.removed for path in cp.files)
+    assert names(chkpt.Store(directory).checkpoints()) == which(store, ("table", 3), ("blob", 3))
+
+    assert pipeline(3)(config(directory, load=True)) == {0, 1, 2}
+    assert calls == {}  # loaded
+    assert pipeline(1)(config(directory, load=True)) == {0}
+    assert calls == {"table": 1, "blob": 1}  # removed, so computed again
+    assert chkpt.Store(directory).gc() == chkpt.Collected(
+        removed=tuple(cp for cp in before if cp.key in {store["keys"]["table", 3], store["keys"]["blob", 3]}),
+        bytes_freed=sum(sizes[store["keys"][stage, 3]] for stage in ("table", "blob")),
+    )
+
+
+@pytest.mark.parametrize(
+    ("keep_last", "older_than", "removed"),
+    [
+        (0, None, {1, 2, 3}),
+        (1, None, {1, 2}),
+        (3, None, set()),
+        (5, None, set()),
+        (0, "20d", {1}),
+        (0, "5d", {1, 2}),
+        (0, "1h", {1, 2, 3}),
+        (0, "3h", {1, 2}),
+        (2, "1h", {1}),  # the 10-day-old one is among the 2 newest
+        (1, "20d", {1}),  # the 10-day-old one is young enough
+        (0, "60d", set()),
+    ],
+)
+def test_keep_last_and_older_than_both_have_to_let_a_checkpoint_go(
+    store: dict[str, Any], keep_last: int, older_than: str | None, removed: set[int]
+) -> None:
+    collected = chkpt.Store(store["dir"]).gc(keep_last=keep_last, older_than=older_than)
+    expected = {(stage, n) for stage in ("table", "blob") for n in removed}
+    assert names(collected.removed) == which(store, *expected)
+    assert names(chkpt.Store(store["dir"]).checkpoints()) == which(
+        store, *{(stage, n) for stage in ("table", "blob") for n in AGES} - expected
+    )
+
+
+@pytest.mark.parametrize(
+    "twenty_days",
+    [
+        "20d",
+        " 20d ",
+        "480h",
+        "28800m",
+        "1728000s",
+        "20.0d",
+        "2.5w",  # 17.5 days: still between 10 and 40
+        1728000,
+        1728000.0,
+        datetime.timedelta(days=20),
+    ],
+)
+def test_older_than_forms(store: dict[str, Any], twenty_days: object) -> None:
+    collected = chkpt.Store(store["dir"]).gc(keep_last=0, older_than=twenty_days, dry_run=True)  # type: ignore[arg-type]
+    assert names(collected.removed) == which(store, ("table", 1), ("blob", 1))
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        *("30", "d", "30 days", "1h30m", "-1d", "30D", "1.5.2h", "+2h", "\u0661d", ""),  # (U+0661: an Arabic one)
+        *(-1, -0.5, float("nan"), float("inf"), True, [30], datetime.timedelta(seconds=-1), object()),
+    ],
+)
+def test_a_bad_older_than_is_a_config_error_showing_it_and_the_forms(store: dict[str, Any], bad: object) -> None:
+    before = all_files(store["dir"])
+    with pytest.raises(chkpt.ConfigError) as raised:
+        chkpt.Store(store["dir"]).gc(older_than=bad)  # type: ignore[arg-type]
+    message = str(raised.value)
+    assert repr(bad) in message and "'30d'" in message and "timedelta" in message
+    assert all_files(store["dir"]) == before
+
+
+@pytest.mark.parametrize("bad", [-1, True, 1.0, "1", None])
+def test_keep_last_must_be_an_int_of_at_least_zero(store: dict[str, Any], bad: object) -> None:
+    with pytest.raises(chkpt.ConfigError, match="keep_last") as raised:
+        chkpt.Store(store["dir"]).gc(keep_last=bad)  # type: ignore[arg-type]
+    assert repr(bad) in str(raised.value)
+
+
+def test_stages_selects_which_stages_gc_looks_at(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    collected = chkpt.Store(directory).gc(keep_last=0, stages=["table"])
+    assert names(collected.removed) == which(store, ("table", 1), ("table", 2), ("table", 3))
+    assert names(chkpt.Store(directory).checkpoints()) == which(store, ("blob", 1), ("blob", 2), ("blob", 3))
+    collected = chkpt.Store(directory).gc(stages=(blob,))  # a Stage names its stage
+    assert names(collected.removed) == which(store, ("blob", 1), ("blob", 2))
+    # table's folder is still there, empty: naming it again is no error (a cron job may)
+    assert chkpt.Store(directory).gc(keep_last=0, stages=["table"]) == chkpt.Collected()
+
+
+def test_an_unknown_stage_is_a_config_error_naming_the_stages_there(store: dict[str, Any]) -> None:
+    before = all_files(store["dir"])
+    with pytest.raises(chkpt.ConfigError) as raised:
+        chkpt.Store(store["dir"]).gc(keep_last=0, stages=["table", "tabel"])
+    message = str(raised.value)
+    assert "tabel" in message and "'blob'" in message and "'table'" in message
+    with pytest.raises(chkpt.ConfigError, match="tabel"):
+        chkpt.Store(store["dir"]).checkpoints("tabel")
+    assert all_files(store["dir"]) == before  # nothing of the known stage went either
+
+
+@pytest.mark.parametrize("bad", ["table", table, 3, [3], [None]])
+def test_stages_must_be_a_list_of_names(store: dict[str, Any], bad: object) -> None:
+    with pytest.raises(chkpt.ConfigError, match="stages"):
+        chkpt.Store(store["dir"]).gc(stages=bad)  # type: ignore[arg-type]
+
+
+def test_dry_run_removes_nothing_and_reports_the_same(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    leftover = directory / "blob" / f".{store['keys']['blob', 1]}.pkl.4321.0123abcd.tmp"
+    leftover.write_bytes(b"x" * 100)
+    age_off(leftover, 2 * HOUR)
+    before = all_files(directory)
+    dry = chkpt.Store(directory).gc(older_than="20d", dry_run=True)
+    assert all_files(directory) == before
+    assert dry.temporaries == 1 and names(dry.removed) == which(store, ("table", 1), ("blob", 1))
+    assert chkpt.Store(directory).gc(older_than="20d") == dry
+    assert not leftover.exists()
+
+
+# --- what a crash or another run leaves ----------------------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys
+from chkpt.store import LocalStore
+
+with LocalStore(sys.argv[1]).lock(sys.argv[2], sys.argv[3]):
+    print("held", flush=True)
+    sys.stdin.read()
+"""
+
+
+def test_a_key_a_running_pipeline_holds_is_skipped(store: dict[str, Any]) -> None:
+    directory, key = store["dir"], store["keys"]["blob", 1]
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(directory), "blob", key],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        (locked,) = [cp for cp in chkpt.Store(directory).checkpoints() if cp.key == key]
+        assert chkpt.Store(directory).gc(keep_last=0, dry_run=True).skipped_locked == (locked,)
+        collected = chkpt.Store(directory).gc(keep_last=0)
+        assert collected.skipped_locked == (locked,)
+        assert key not in {cp.key for cp in collected.removed} and len(collected.removed) == 5
+        assert all(os.path.exists(path) for path in locked.files)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        assert holder.wait(timeout=30) == 0
+    assert chkpt.Store(directory).gc(keep_last=0).removed == (locked,)  # let go: now it goes
+
+
+def test_old_temporary_files_go_fresh_ones_and_lock_files_stay(store: dict[str, Any]) -> None:
+    directory, key = store["dir"], store["keys"]["blob", 3]
+    folder = directory / "blob"
+    old = [
+        folder / f".{key}.pkl.4321.0123abcd.tmp",
+        folder / f".{key}.meta.json.4321.89abcdef.tmp",
+        directory / "table" / f".{store['keys']['table', 1]}.json.77.00000000.tmp",
+        directory / ".probe.4321.0123abcd",  # the writability check's file
+    ]
+    fresh = [folder / f".{key}.pkl.4321.fedcba98.tmp"]
+    locks = [folder / f".{key}.lock", folder / f".{store['keys']['blob', 1]}.lock"]
+    theirs = [folder / ".notes.tmp", folder / ".a.1.0123abcd.tmp.bak", directory / ".probe.mine"]
+    for path in old + fresh + locks + theirs:
+        path.write_bytes(b"t" * 10)
+        age_off(path, 2 * HOUR)
+    for path in fresh:
+        age_off(path, HOUR / 2)
+
+    dry = chkpt.Store(directory).gc(keep_last=3, dry_run=True)
+    assert (dry.removed, dry.temporaries, dry.bytes_freed) == ((), len(old), 10 * len(old))
+    assert all(path.exists() for path in old)
+    collected = chkpt.Store(directory).gc(keep_last=3)
+    assert collected == dry
+    assert not any(path.exists() for path in old)
+    assert all(path.exists() for path in fresh + locks + theirs)
+    assert len(chkpt.Store(directory).checkpoints()) == 6
+
+
+def test_stages_limits_the_cleaning_of_leftovers_too(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    leftovers = [directory / "blob" / ".x.pkl.1.0123abcd.tmp", directory / ".probe.1.0123abcd"]
+    for path in leftovers:
+        path.write_bytes(b"t")
+        age_off(path, 2 * HOUR)
+    assert chkpt.Store(directory).gc(keep_last=3, stages=["table"]).temporaries == 0
+    assert all(path.exists() for path in leftovers)
+    assert chkpt.Store(directory).gc(keep_last=3, stages=["blob"]).temporaries == 1
+    assert chkpt.Store(directory).gc(keep_last=3).temporaries == 1
+    assert not any(path.exists() for path in leftovers)
+
+
+def test_a_value_file_without_its_record_is_an_orphan_removed_after_an_hour(store: dict[str, Any]) -> None:
+    directory, keys = store["dir"], store["keys"]
+    value = directory / "blob" / f"{keys['blob', 3]}.pkl"
+    (directory / "blob" / f"{keys['blob', 3]}.meta.json").unlink()  # a crash between the value and its record
+    assert keys["blob", 3] not in {cp.key for cp in chkpt.Store(directory).checkpoints()}
+
+    assert chkpt.Store(directory).gc(keep_last=3) == chkpt.Collected()  # a write may still be on its way
+    assert value.exists()
+    age_off(value, 2 * HOUR)
+    size = value.stat().st_size
+    collected = chkpt.Store(directory).gc(keep_last=3)
+    assert collected == chkpt.Collected(bytes_freed=size)
+    assert not value.exists()
+    assert len(chkpt.Store(directory).checkpoints()) == 5
+
+
+def test_a_damaged_record_still_counts_so_it_can_be_removed(store: dict[str, Any]) -> None:
+    directory, keys = store["dir"], store["keys"]
+    record = directory / "blob" / f"{keys['blob', 3]}.meta.json"
+    record.write_text("not json")
+    inline = directory / "table" / f"{keys['table', 3]}.json"
+    inline.write_text('{"chkpt": {"key": "someone else"},\n"value": 1\n}\n')
+    for path in (record, inline):
+        age_off(path, 50 * DAY)
+
+    listed = {cp.key: cp for cp in chkpt.Store(directory).checkpoints()}
+    for stage, path in (("blob", record), ("table", inline)):
+        cp = listed[keys[stage, 3]]
+        assert cp.stage == stage  # the folder's name, since the record cannot say
+        assert abs(cp.created - path.stat().st_mtime) < 1e-3
+    assert [cp.key for cp in chkpt.Store(directory).checkpoints("blob")][-1] == keys["blob", 3]  # oldest now
+
+    collected = chkpt.Store(directory).gc(keep_last=0, older_than="45d")
+    assert names(collected.removed) == which(store, ("blob", 3), ("table", 3))
+    assert not record.exists() and not (directory / "blob" / f"{keys['blob', 3]}.pkl").exists()
+    assert not inline.exists()
+
+
+def test_a_record_goes_before_its_value_so_a_crash_leaves_no_record_without_its_value(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    directory, keys = store["dir"], store["keys"]
+    order: list[str] = []
+    real_unlink = os.unlink
+
+    def unlink(path: Any, *args: Any, **kwargs: Any) -> None:
+        order.append(os.path.basename(path))
+        if str(path).endswith(".pkl"):
+            raise PermissionError(13, "Permission denied")  # the process dies here, in effect
+        real_unlink(path, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "unlink", unlink)
+        with pytest.raises(chkpt.StoreError, match=r"\.pkl"):
+            chkpt.Store(directory).gc(keep_last=0, stages=["blob"])
+    # the first checkpoint's record went first (then gc "died" on its value file), the others were not reached
+    files = [name for name in order if not name.endswith(".lock")]
+    assert files[0].endswith(".meta.json") and files[1] == files[0].replace(".meta.json", ".pkl")
+    first = files[0].removesuffix(".meta.json")
+    left = {cp.key for cp in chkpt.Store(directory).checkpoints("blob")}
+    assert first not in left and len(left) == 2  # no record vouches for a missing value
+    assert pipeline(3)(config(directory, load=True)) == {0, 1, 2}
+    # table loads; blob computes again over the orphan only if its checkpoint was the one gc began with
+    assert calls == ({"blob": 1} if first == keys["blob", 3] else {})
+    assert keys["blob", 3] in {cp.key for cp in chkpt.Store(directory).checkpoints("blob")}
+
+
+def test_files_that_are_not_chkpts_are_never_touched(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    key = "0123456789abcdef0123456789abcdef"
+    theirs = [
+        directory / "README.md",
+        directory / key,  # a key-named file, but not in a stage folder
+        directory / "table" / "notes.json",
+        directory / "table" / f"{key[:31]}.json",  # not a key: too short
+        directory / "table" / f"{key.upper()}.json",
+        directory / "table" / key,  # no extension
+        directory / ".git" / f"{key}.json",  # a hidden folder is no stage folder
+        directory / "My Data" / f"{key}.json",  # nor is one whose name chkpt would not make
+        directory / "table" / "sub" / f"{key}.json",
+    ]
+    for path in theirs:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("mine")
+        age_off(path, 100 * DAY)
+    link = directory / "blob" / f"{key}.json"
+    link.symlink_to(directory / "README.md")
+
+    collected = chkpt.Store(directory).gc(keep_last=0)
+    assert len(collected.removed) == 6 and collected.temporaries == 0
+    assert all(path.read_text() == "mine" for path in theirs)
+    assert link.is_symlink()
+    assert chkpt.Store(directory).checkpoints() == []
+
+
+# --- the rule, for any ages ---------------------------------------------------------------------------------------
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ages=st.lists(st.integers(min_value=0, max_value=60), min_size=0, max_size=7),
+    keep_last=st.integers(min_value=0, max_value=8),
+    older_than=st.none() | st.integers(min_value=0, max_value=61),
+    two_stages=st.booleans(),
+)
+def test_the_kept_set_is_the_newest_keep_last_plus_those_younger_than_older_than(
+    ages: list[int], keep_last: int, older_than: int | None, two_stages: bool
+) -> None:
+    """Checkpoints `ages` days old (written by the store, so dated to the second); an age limit half a day past a
+    whole number of days, so that seconds passing during the test cannot move a checkpoint across it."""
+    now = time.time()
+    limit = None if older_than is None else (older_than + 0.5) * DAY
+    with tempfile.TemporaryDirectory() as folder:
+        store = LocalStore(folder, durable=False)
+        checkpoints = []
+        for i, age in enumerate(ages):
+            stage = "even" if two_stages and i % 2 else "odd"
+            key = hashlib.sha256(str(i).encode()).hexdigest()[:32]
+            created = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now - age * DAY))
+            fmt = "json" if i % 3 else "bytes"
+            record = {"stage": stage, "created": created, "format": fmt, "codec": fmt}
+            store.write(stage, key, fmt, codecs.get(fmt), b"v" * i if fmt == "bytes" else [i], record)
+            checkpoints.append((stage, key, age))
+
+        expected_kept = set()
+        for stage in {stage for stage, _, _ in checkpoints}:
+            ranked = sorted((c for c in checkpoints if c[0] == stage), key=lambda c: (c[2], c[1]))
+            for rank, (_, key, age) in enumerate(ranked):
+                if rank < keep_last or (limit is not None and age * DAY <= limit):
+                    expected_kept.add((stage, key))
+
+        collected = chkpt.Store(folder).gc(keep_last=keep_last, older_than=limit)
+        kept = names(chkpt.Store(folder).checkpoints())
+        assert kept == expected_kept
+        assert names(collected.removed) == {(stage, key) for stage, key, _ in checkpoints} - expected_kept
+        assert collected.bytes_freed == sum(cp.bytes for cp in collected.removed)
+        on_disk = {p.name.partition(".")[0] for p in Path(folder).rglob("*") if p.is_file()}
+        assert on_disk == {key for _, key in kept}
+
+
+def test_a_key_stored_again_after_gc_looked_is_kept(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    # gc looks, then removes each checkpoint under its key's lock; one whose marker was written after gc looked
+    # was stored again by a run meanwhile, so it is new and stays. Here gc "looked" an hour before every write.
+    directory = store["dir"]
+    before = {cp.key for cp in chkpt.Store(directory).checkpoints()}
+    looked = time.time() - 3600
+    monkeypatch.setattr(chkpt.catalog.time, "time", lambda: looked)  # type: ignore[attr-defined]
+    collected = chkpt.Store(directory).gc(keep_last=0)
+    monkeypatch.undo()
+    assert collected.removed == ()
+    assert {cp.key for cp in chkpt.Store(directory).checkpoints()} == before
+    assert pipeline(3)(config(directory, load=True)) == {0, 1, 2} and calls == {}
