@@ -1,17 +1,19 @@
 """chkpt's speed next to its floors and peers, all measured in this run: `python bench/run.py`.
 
-Prints three tables. "Core" (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a
+Prints four tables. "Core" (issue 2, "Speed"): import time, warm rerun of a 200-stage chain, graph overhead of a
 layered graph, and building a long chain. "Formats" (issue 3, "Speed"): storing and loading a 256 MiB numpy array
 (durable, scratch, with and without the chkpt[fast] extra), the key time of a stage taking a big array, and the
 JSON codec on a 50 MB list of small dicts. "Parallel" (the parallel executors' issue): two ~1 s CPU-bound stages on
 executor="processes", a 1,000-node graph on a Dask LocalCluster next to dask.delayed and a plain Dask graph, and the
-per-node overhead of executor="threads" on a 10,000-node graph. `--only core`, `--only formats` or
-`--only parallel` runs one of them.
+per-node overhead of executor="threads" on a 10,000-node graph. "Stores" (runs that share a checkpoint folder): 4
+runs of one 20-stage CPU-bound pipeline at once on one fresh folder next to one run alone, with chkpt and with
+joblib.Memory. `--only core`, `--only formats`, `--only parallel` or `--only stores` runs one of them.
 
 Every measurement runs in a child process started with this interpreter and is timed inside the child, so
-interpreter start-up is not part of any figure. Peers (joblib, dask, dask.distributed, Hamilton) are optional: a
-peer that is not installed shows as 'not installed'. Generated modules, stores, caches and data files live in
-bench/out/run-<pid>/ and are removed at the end (pass --keep to keep them). Progress goes to stderr.
+interpreter start-up is not part of any figure (the Stores child starts the runs it times, and times them from when
+all of them have started and imported what they need). Peers (joblib, dask, dask.distributed, Hamilton) are
+optional: a peer that is not installed shows as 'not installed'. Generated modules, stores, caches and data files
+live in bench/out/run-<pid>/ and are removed at the end (pass --keep to keep them). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ sys.path.insert(0, str(BENCH))
 
 import chains  # noqa: E402
 import format_workloads  # noqa: E402
+import store_workloads  # noqa: E402
 
 OUT = BENCH / "out"
 WORK = OUT / f"run-{os.getpid()}"
@@ -142,7 +145,7 @@ def print_table(header: list[str], rows: list[Row]) -> None:
 # --- set-up ---------------------------------------------------------------------------------------------------
 
 
-def write_modules(core: bool, formats: bool, parallel: bool) -> None:
+def write_modules(core: bool, formats: bool, parallel: bool, stores: bool) -> None:
     """Generate the modules the chosen tables need in WORK and compile them, and compile chkpt itself."""
     WORK.mkdir(parents=True)
     modules: dict[str, str] = {}
@@ -164,6 +167,8 @@ def write_modules(core: bool, formats: bool, parallel: bool) -> None:
     if parallel:
         modules["layer_funcs"] = chains.layer_functions()
         modules["parallel_funcs"] = chains.parallel_functions()
+    if stores:
+        modules["store_funcs"] = store_workloads.stage_module(STORE_STAGES)
     # Date the files an hour back: a warm rerun is a run of code that was not just edited (chkpt double-checks
     # source files modified around its process's start, which a file written a second ago would be).
     an_hour_ago = time.time() - 3600
@@ -941,6 +946,125 @@ def parallel_notes() -> list[str]:
     ]
 
 
+# --- stores: runs that share a checkpoint folder -------------------------------------------------------------------
+
+STORE_STAGES = 20  # stages in the chain
+STORE_RUNS = 4  # runs at once on one folder
+STORE_SPIN = 0.1  # seconds of one core per stage, calibrated in the child
+STORE_ROUNDS = 3
+STORE_TIMEOUT = 300  # seconds for the whole child (it takes about a minute)
+
+
+def measure_stores() -> list[Row]:
+    log(
+        f"{STORE_RUNS} runs of a {STORE_STAGES}-stage chain at once on one folder, and one alone: chkpt, joblib, "
+        f"a plain loop; best of {STORE_ROUNDS} rounds"
+    )
+    result = run_child(
+        "shared_runs",
+        "store_workloads",
+        {
+            "root": str(WORK / "shared_runs"),
+            "stages": STORE_STAGES,
+            "runs": STORE_RUNS,
+            "rounds": STORE_ROUNDS,
+            "seconds": STORE_SPIN,
+        },
+        STORE_TIMEOUT,
+    )
+    many = f"chkpt_{STORE_RUNS}"
+    for name in ("chkpt_1", many, "loop"):
+        if isinstance(result[name], str):
+            raise ChildError(f"{name}: {result[name]}")
+    one, together, loop = result["chkpt_1"]["wall"], result[many]["wall"], result["loop"]["wall"]
+    ratio = together / one
+    rounds = result[many]["rounds"]
+    shared = all(check["once"] and check["values"] for check in rounds)
+    calls = "/".join(str(check["calls"]) for check in rounds)
+    outcomes = rounds[0]["outcomes"]
+    chkpt_cells = [
+        duration(together),
+        f"({ratio:.2f}x one run)",
+        f"{calls} stage calls in all",
+        f"(rounds 1-{len(rounds)}; each stage once: {verdict(shared)})",
+        f"{outcomes.get('stored', 0)} stored + {outcomes.get('loaded', 0)} loaded,",
+        f"all {STORE_RUNS} values equal: {verdict(all(check['values'] for check in rounds))}",
+    ]
+    joblib_one, joblib_many = result["joblib_1"], result[f"joblib_{STORE_RUNS}"]
+    if isinstance(joblib_many, str) or isinstance(joblib_one, str):
+        text = joblib_many if isinstance(joblib_many, str) else joblib_one
+        peer_cells: Cell = f"joblib.Memory: {text}"
+        peer_one: Cell = f"joblib.Memory: {text}"
+    else:
+        joblib_calls = "/".join(str(check["calls"]) for check in joblib_many["rounds"])
+        peer_cells = [
+            f"joblib.Memory, {STORE_RUNS} at once:",
+            f"{duration(joblib_many['wall'])} ({joblib_many['wall'] / joblib_one['wall']:.2f}x its one run);",
+            f"{joblib_calls} stage calls in all",
+            f"joblib one run alone: {duration(joblib_one['wall'])}",
+        ]
+        peer_one = f"joblib.Memory: {duration(joblib_one['wall'])}"
+    return [
+        [
+            [
+                f"{STORE_RUNS} runs of one {STORE_STAGES}-stage pipeline",
+                "at once on one folder, load=True,",
+                f"fresh store (a chain, ~{STORE_SPIN * 1e3:.0f} ms of",
+                "CPU per stage)",
+            ],
+            chkpt_cells,
+            [f"one run alone: {duration(one)}", f"(ideal: {STORE_RUNS} runs take", "as long as 1)"],
+            peer_cells,
+            "<= 1.3x one run",
+            verdict(ratio <= 1.3 and shared),
+        ],
+        [
+            ["  one run alone, for scale", f"  ({STORE_STAGES} stages computed and stored)"],
+            [duration(one), f"({one / loop:.2f}x the loop)"],
+            [
+                f"plain loop: {duration(loop)}",
+                f"({duration(loop / STORE_STAGES)}/stage: the {STORE_STAGES}",
+                "functions called in a chain,",
+                "no caching)",
+            ],
+            peer_one,
+            "- (info)",
+            "-",
+        ],
+    ]
+
+
+def stores_notes() -> list[str]:
+    return [
+        f"Every figure is the best (minimum) of {STORE_ROUNDS} rounds, because timings on this machine (2 cores) "
+        f"are noisy and drift; the ratios are of those minimums. One child of this interpreter runs the whole "
+        f"table: it calibrates the spin, then in each round runs every variant once (chkpt one run, chkpt "
+        f"{STORE_RUNS} runs, plain loop, joblib one run, joblib {STORE_RUNS} runs; each round starts one variant "
+        f"further on), each on a fresh, empty folder.",
+        f"A variant's runs are processes of this interpreter that the child starts together; each imports its "
+        f"tool (chkpt or joblib) and the stages' module, prints 'ready' and polls (every 1 ms) for a 'go' file. "
+        f"Once every run is ready the child creates the go file, and the figure is the wall time (time.perf_counter "
+        f"in the child) from just before creating it to when the last run's result line has arrived, so "
+        f"interpreter start-up and imports are not timed, and one run alone is timed the same way as "
+        f"{STORE_RUNS}.",
+        f"Pipeline: a chain of {STORE_STAGES} distinct plain functions of a generated module, s0(n), then "
+        f"s_i(x, n) taking the one before; each appends a line to a calls file (an append of a short line is "
+        f"atomic, so the runs share it) and spins: a pure-Python loop of n steps, which holds one core; the child "
+        f"calibrates n to ~{STORE_SPIN * 1e3:.0f} ms of one core first. chkpt: a Stage of each function bound to "
+        f"n, chained with >>, pipeline.run(Config(dir=<folder>, load=True, verbose=False)) (executor 'sync', "
+        f"durable stores: fsync). joblib: joblib.Memory(<folder>, verbose=0), memory.cache of each function, "
+        f"called as the same chain. Plain loop: the functions called as the chain, nothing cached, in one "
+        f"process; its time per stage shows what a stage took in the runs (this machine's speed drifts, so it "
+        f"need not be the calibrated figure).",
+        f"Checks, in every round: the calls file of chkpt's {STORE_RUNS} runs names each of the {STORE_STAGES} "
+        f"stages exactly once (every stage computed once in all the runs together), and every run's value is the "
+        f"chain's. 'N stage calls in all' lists the count of each round; 'stored + loaded' counts the record "
+        f"outcomes of the {STORE_RUNS} runs of the first round. joblib.Memory has no per-key lock: its runs compute "
+        f"a stage whenever its result is not on disk yet when they reach it, so its count shows the duplicated "
+        f"work. 'ok?' needs the ratio <= 1.3 and the checks of every round.",
+    ]
+
+
 def versions() -> str:
     found = []
     for module, dist in (
@@ -1019,6 +1143,7 @@ PARALLEL: SectionList = (
     ("Dask cluster", measure_cluster),
     ("threads", measure_threads),
 )
+STORES: SectionList = (("runs sharing a folder", measure_stores),)
 
 
 def run_sections(sections: SectionList) -> tuple[list[Row], float]:
@@ -1044,15 +1169,17 @@ def print_notes(notes: list[str]) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("core", "formats", "parallel"), help="run one table only (default: all)")
+    parser.add_argument(
+        "--only", choices=("core", "formats", "parallel", "stores"), help="run one table only (default: all)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/run-<pid>/ for inspection")
     options = parser.parse_args()
     core, formats = options.only in (None, "core"), options.only in (None, "formats")
-    parallel = options.only in (None, "parallel")
+    parallel, stores = options.only in (None, "parallel"), options.only in (None, "stores")
     started = time.perf_counter()
     tables: list[tuple[str, list[Row], float, list[str]]] = []
     try:
-        write_modules(core, formats, parallel)
+        write_modules(core, formats, parallel, stores)
         if core:
             rows, seconds = run_sections(CORE)
             tables.append(("Core (issue 2): runs, graphs, imports", rows, seconds, core_notes()))
@@ -1062,6 +1189,9 @@ def main() -> None:
         if parallel:
             rows, seconds = run_sections(PARALLEL)
             tables.append(("Parallel executors: processes, a Dask cluster, threads", rows, seconds, parallel_notes()))
+        if stores:
+            rows, seconds = run_sections(STORES)
+            tables.append(("Stores: runs that share a checkpoint folder", rows, seconds, stores_notes()))
     finally:
         if not options.keep:
             shutil.rmtree(WORK, ignore_errors=True)

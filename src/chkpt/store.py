@@ -221,25 +221,15 @@ class LocalStore:
             except ValueError as exc:
                 raise Damaged(f"its value does not decode: {exc}") from None
         record = self.read_record(stage_name, key, format_name)
-        codec = _codec_for_record(record, format_name)
+        codec = codec_for_record(record, format_name)
         path = self.path(stage_name, key, codec.extension)
         with open(path, "rb") as file:
-            value = _read_verified(codec, file, record, mmap)
+            value = read_verified(codec, file, os.fstat(file.fileno()).st_size, record, mmap)
         return value, int(record["bytes"])
 
     def _read_inline(self, path: str, key: str) -> bytes:
         with open(path, "rb") as file:
-            data = file.read()
-        end = data.find(b"\n")
-        head, rest = data[:end], data[end + 1 :]
-        if end < 0 or not head.startswith(_HEAD):
-            raise Damaged("its first line is not a chkpt record")
-        if not rest.startswith(_VALUE) or not rest.endswith(_TAIL):
-            raise Damaged("it is truncated or its value is not framed as chkpt wrote it")
-        payload = rest[len(_VALUE) : -len(_TAIL)]
-        if not head.endswith(_record_end(key, payload) + b","):
-            raise Damaged("its record does not match its key, or its value's length and checksum")
-        return payload
+            return inline_payload(file.read(), key)
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
@@ -247,13 +237,7 @@ class LocalStore:
         with open(path, "rb") as file:
             head = file.readline() if is_inline(format_name) else file.read()
         text = head[len(_HEAD) :].rstrip().removesuffix(b",") if is_inline(format_name) else head
-        try:
-            record = json.loads(text)
-        except ValueError:
-            raise Damaged("its record is not valid JSON") from None
-        if not isinstance(record, dict) or record.get("key") != key:
-            raise Damaged("its record is not a chkpt record for this key")
-        return record
+        return parse_record(text, key)
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -267,27 +251,15 @@ class LocalStore:
         SerializationError, a failed write StoreError; either way no file is left behind.
         """
         if is_inline(format_name):
-            payload = codec.encode(value)  # type: ignore[attr-defined]
-            fields = json.dumps({name: v for name, v in record.items() if name not in _CHECKED})
-            opening = fields[:-1] + ", " if fields != "{}" else "{"
-            head = _HEAD + opening.encode("ascii") + _record_end(key, payload) + b",\n" + _VALUE
+            head, payload = inline_file(key, codec, value, record)
             self._atomic(self.path(stage_name, key, codec.extension), lambda file: _write_all(file, head, payload))
             return len(payload)
         algorithm = checksums.preferred()
         hasher = checksums.new(algorithm)
         self._forget_record(self.path(stage_name, key, META))
-        self._atomic(
-            self.path(stage_name, key, codec.extension), lambda file: _write_hashed(codec, value, file, hasher)
-        )
+        self._atomic(self.path(stage_name, key, codec.extension), lambda file: write_value(codec, value, file, hasher))
         size = os.path.getsize(self.path(stage_name, key, codec.extension))
-        full = {
-            **record,
-            "codec": codec.name,
-            "key": key,
-            "bytes": size,
-            "checksum": checksums.label(algorithm, hasher),
-        }
-        meta = json.dumps(full, indent=1).encode("ascii")
+        meta = full_record(record, codec, key, size, checksums.label(algorithm, hasher))
         self._atomic(self.path(stage_name, key, META), lambda file: file.write(meta))
         return size
 
@@ -328,6 +300,47 @@ class LocalStore:
 _CHECKED = ("key", "bytes", "checksum")
 
 
+def inline_payload(data: bytes, key: str) -> bytes:
+    """The value's bytes of a one-file JSON checkpoint `data`, after checking its framing and its record's key,
+    length and checksum; Damaged if any is wrong."""
+    end = data.find(b"\n")
+    head, rest = data[:end], data[end + 1 :]
+    if end < 0 or not head.startswith(_HEAD):
+        raise Damaged("its first line is not a chkpt record")
+    if not rest.startswith(_VALUE) or not rest.endswith(_TAIL):
+        raise Damaged("it is truncated or its value is not framed as chkpt wrote it")
+    payload = rest[len(_VALUE) : -len(_TAIL)]
+    if not head.endswith(_record_end(key, payload) + b","):
+        raise Damaged("its record does not match its key, or its value's length and checksum")
+    return payload
+
+
+def inline_file(key: str, codec: Codec, value: Any, record: dict[str, Any]) -> tuple[bytes, bytes]:
+    """A one-file JSON checkpoint's head (its record, up to the value) and its value's bytes."""
+    payload = codec.encode(value)  # type: ignore[attr-defined]
+    fields = json.dumps({name: v for name, v in record.items() if name not in _CHECKED})
+    opening = fields[:-1] + ", " if fields != "{}" else "{"
+    return _HEAD + opening.encode("ascii") + _record_end(key, payload) + b",\n" + _VALUE, payload
+
+
+def full_record(record: dict[str, Any], codec: Codec, key: str, size: int, checksum: str) -> bytes:
+    """The record file of a two-file checkpoint."""
+    full = {**record, "codec": codec.name, "key": key, "bytes": size, "checksum": checksum}
+    return json.dumps(full, indent=1).encode("ascii")
+
+
+def parse_record(text: bytes, key: str) -> dict[str, Any]:
+    """A record read from its file (or a JSON checkpoint's first line, without its framing); Damaged if it is not
+    chkpt's record for `key`."""
+    try:
+        record = json.loads(text)
+    except ValueError:
+        raise Damaged("its record is not valid JSON") from None
+    if not isinstance(record, dict) or record.get("key") != key:
+        raise Damaged("its record is not a chkpt record for this key")
+    return record
+
+
 def _record_end(key: str, payload: bytes) -> bytes:
     """How an inline record ends: the fields a load checks, in this order, as json.dumps writes them."""
     return b'"key": "%s", "bytes": %d, "checksum": "%s"}' % (key.encode(), len(payload), checksum(payload).encode())
@@ -365,7 +378,8 @@ class _HashingWriter(io.RawIOBase):
         return True
 
 
-def _write_hashed(codec: Codec, value: Any, file: BinaryIO, hasher: Hasher) -> None:
+def write_value(codec: Codec, value: Any, file: BinaryIO, hasher: Hasher) -> None:
+    """Write `value` with `codec` into `file` (open for reading too), feeding `hasher` the bytes written."""
     try:
         write_hashed = getattr(codec, "write_hashed", None)
         if write_hashed is not None:
@@ -382,7 +396,7 @@ def _write_hashed(codec: Codec, value: Any, file: BinaryIO, hasher: Hasher) -> N
         raise SerializationError(f"format '{codec.name}' cannot store a {type(value).__name__}: {exc}") from exc
 
 
-def _codec_for_record(record: dict[str, Any], format_name: str) -> Codec:
+def codec_for_record(record: dict[str, Any], format_name: str) -> Codec:
     """The codec to read a checkpoint with: the stage's own, or for "auto" the safe one its record names."""
     if format_name != codecs.AUTO:
         if record.get("codec") != format_name:
@@ -397,12 +411,13 @@ def _codec_for_record(record: dict[str, Any], format_name: str) -> Codec:
         raise StoreError(str(exc)) from None
 
 
-def _read_verified(codec: Codec, file: BinaryIO, record: dict[str, Any], mmap: bool) -> Any:
+def read_verified(codec: Codec, file: BinaryIO, size: int, record: dict[str, Any], mmap: bool) -> Any:
+    """The value in `file` (of `size` bytes), decoded by `codec` only after its size and checksum match its
+    record's; Damaged if they do not, or if it does not decode."""
     algorithm, _, expected = str(record.get("checksum", "")).partition(":")
     if algorithm not in checksums.ALGORITHMS:
         raise Damaged(f"its record names no checksum chkpt knows ({record.get('checksum')!r})")
     hasher = checksums.new(algorithm)
-    size = os.fstat(file.fileno()).st_size
     if size != record.get("bytes"):
         raise Damaged(f"its value file has {size} bytes, its record says {record.get('bytes')}")
     read_hashed = getattr(codec, "read_hashed", None)
