@@ -35,11 +35,12 @@ def main() -> None:
 # --- two independent ~1 s CPU-bound stages and a join ------------------------------------------------------------
 
 
-def _calibrate(seconds: float) -> int:
-    """The number of steps of `spin` that take about `seconds` of one core here: estimated from a short spin,
-    then corrected by the fastest of two spins of about `seconds` (a short spin's rate is not quite a long one's,
-    and the figures below are minimums too)."""
-    from parallel_funcs import spin
+def _calibrate(seconds: float, spin: Any = None) -> int:
+    """The number of steps of `spin` (parallel_funcs.spin unless given) that take about `seconds` of one core here:
+    estimated from a short spin, then corrected by the fastest of two spins of about `seconds` (a short spin's rate
+    is not quite a long one's, and the figures below are minimums too)."""
+    if spin is None:
+        from parallel_funcs import spin
 
     n = 100_000
     while True:
