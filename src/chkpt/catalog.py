@@ -199,6 +199,14 @@ class Store:
         path = os.fspath(dir)
         if not isinstance(path, str) or not path:
             raise ConfigError(f"Store(dir) takes a non-empty str path, got {path!r}")
+        if "://" in path:
+            scheme, _, rest = path.partition("://")
+            if scheme not in ("file", "local"):
+                raise ConfigError(
+                    f"Store({path!r}): listing and gc work on a local folder for now, not on an fsspec URL; for "
+                    "object storage, use the bucket's lifecycle rules meanwhile"
+                )
+            path = rest
         self.root = os.path.abspath(path)
 
     def __repr__(self) -> str:

@@ -12,7 +12,6 @@ Imported only when a run is given a Dask client; dask itself is imported by the 
 from __future__ import annotations
 
 import functools
-import os
 import queue
 import threading
 import time
@@ -21,7 +20,7 @@ from .compute import compute_step, note_stage, record_fields, watched_upstream, 
 from .errors import ChkptError, ConfigError, StagesFailed
 from .plan import Replan
 from .records import StageRecord
-from .store import Damaged, LocalStore
+from .store import Damaged
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from .plan import Plan, Step
     from .run import _Runner
     from .stage import Stage
+    from .store import CheckpointStore
 
 # The runs whose remaining steps must not start on this worker (a step failed, a checkpoint was damaged, or
 # the caller was interrupted). Steps check it when they start; a worker's tasks run in its own threads.
@@ -76,7 +76,7 @@ class RemoteStep:
         stage: Stage[..., Any],
         arguments: tuple[Any, ...],
         upstream: tuple[int, ...],
-        store: LocalStore | None,
+        store: CheckpointStore | None,
         format: str,
         key: str,
         record: dict[str, Any],
@@ -195,8 +195,7 @@ def execute_on_dask(runner: _Runner, plan: Plan, client: Any) -> Any:
         raise ConfigError("Config(executor=...) takes a Dask Client made without asynchronous=True: a run waits for it")
     steps = plan.steps
     topic = f"chkpt-{uuid.uuid4().hex}"
-    local = runner.store
-    store = None if local is None else LocalStore(os.path.abspath(local.root), local.durable, local.on_error)
+    store = None if runner.store is None else runner.store.for_workers()
     graph, names = _graph(plan, runner, store, topic)
     by_name = {name: steps[number] for number, name in names.items()}
     news: queue.SimpleQueue[list[Any]] = queue.SimpleQueue()
@@ -222,7 +221,7 @@ def _unpack(news: queue.SimpleQueue[list[Any]], event: tuple[float, list[list[An
 
 
 def _graph(
-    plan: Plan, runner: _Runner, store: LocalStore | None, topic: str
+    plan: Plan, runner: _Runner, store: CheckpointStore | None, topic: str
 ) -> tuple[dict[str, tuple[Any, ...]], dict[int, str]]:
     """The plan as a Dask graph: a task per step to load or compute, keyed by stage name, step key and run (the
     run's part keeps two runs of one pipeline from sharing tasks, and so reports). Values this run already holds

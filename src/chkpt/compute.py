@@ -23,13 +23,13 @@ if TYPE_CHECKING:
 
     from .plan import Step
     from .stage import Stage
-    from .store import LocalStore
+    from .store import CheckpointStore
 
 
 def compute_step(
     stage: Stage[..., Any],
     args: tuple[Any, ...],
-    store: LocalStore | None,
+    store: CheckpointStore | None,
     format_name: str,
     key: str,
     record: dict[str, Any],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 
 from .errors import ConfigError
 from .pipeline import Pipeline
@@ -31,7 +32,8 @@ class Config:
     what happens when storing a computed value fails (a full disk, a lost mount): "raise" (the default) raises a
     `StoreError` naming the stage, as for any failed stage; "warn" warns (`ChkptWarning`, naming the stage and
     the error) and goes on with the value, unstored. A store that cannot be written at all fails before any stage
-    runs either way.
+    runs either way. `dir` may be an fsspec URL (`s3://bucket/path`, `memory://x`; the chkpt[s3] extra), opened
+    with `storage_options` (credentials, `endpoint_url`...).
     """
 
     __slots__ = (
@@ -42,6 +44,7 @@ class Config:
         "keep_going",
         "load",
         "on_store_error",
+        "storage_options",
         "store",
         "verbose",
         "workers",
@@ -57,6 +60,7 @@ class Config:
     workers: int | None
     keep_going: bool
     on_store_error: str
+    storage_options: dict[str, Any]
 
     def __init__(
         self,
@@ -70,6 +74,7 @@ class Config:
         workers: int | None = None,
         keep_going: bool = False,
         on_store_error: str = "raise",
+        storage_options: Mapping[str, Any] | None = None,
     ) -> None:
         self.load = _selection("load", load)
         self.store = _selection("store", store)
@@ -99,6 +104,9 @@ class Config:
         if on_store_error not in ("raise", "warn"):
             raise ConfigError(f"Config(on_store_error=...) takes 'raise' or 'warn', got {on_store_error!r}")
         self.on_store_error = on_store_error
+        if storage_options is not None and not isinstance(storage_options, Mapping):
+            raise ConfigError(f"Config(storage_options=...) must be a dict, got {type(storage_options).__name__}")
+        self.storage_options = dict(storage_options or {})
 
     def directory(self) -> str:
         """The checkpoint folder this config means now."""
@@ -133,7 +141,11 @@ class Config:
         return (
             f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose}, "
             f"format={self.format!r}, durable={self.durable}, executor={self.executor!r}, workers={self.workers}, "
-            f"keep_going={self.keep_going}, on_store_error={self.on_store_error!r})"
+            f"keep_going={self.keep_going}, on_store_error={self.on_store_error!r}"
+            # the options' values may be credentials: only their names are shown
+            + (f", storage_options={{{', '.join(repr(k) + ': ...' for k in self.storage_options)}}})")
+            if self.storage_options
+            else ")"
         )
 
 

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
     from .config import Config
     from .stage import Stage
-    from .store import LocalStore
+    from .store import CheckpointStore
 
 
 NO_CHECKPOINT = "no checkpoint"
@@ -96,7 +96,7 @@ class Plan:
 def make_plan(
     pipeline: Pipeline[Any],
     config: Config,
-    store: LocalStore | None,
+    store: CheckpointStore | None,
     *,
     damaged: Collection[str] = (),
     available: Collection[str] = (),
@@ -116,7 +116,7 @@ def make_plan(
 def _make_plan(
     pipeline: Pipeline[Any],
     config: Config,
-    store: LocalStore | None,
+    store: CheckpointStore | None,
     damaged: Collection[str],
     available: Collection[str],
 ) -> Plan:
@@ -201,7 +201,7 @@ def _decide(
     key: str,
     format_name: str,
     config: Config,
-    store: LocalStore | None,
+    store: CheckpointStore | None,
     damaged: Collection[str],
     available: Collection[str],
 ) -> tuple[str, str]:

@@ -14,7 +14,7 @@ import warnings
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
 from .config import Config
-from .errors import ChkptWarning, PipelineError, StagesFailed, StoreError
+from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
 from .plan import Plan, Replan, Step, make_plan
 from .records import Run, StageRecord
@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from typing import Any, TypeVar
 
     from .pipeline import Pipeline
+    from .store import CheckpointStore
 
     R = TypeVar("R")
 
@@ -39,9 +40,7 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     then, if anything may be stored, that the folder can be written.
     """
     config = config or Config()
-    store = None
-    if config.load is not False or config.store is not False:
-        store = LocalStore(config.directory(), durable=config.durable, on_error=config.on_store_error)
+    store = _open_store(config) if config.load is not False or config.store is not False else None
     runner = _Runner(config, store)
     damaged: set[str] = set()
     pool, owned = None, False
@@ -54,6 +53,11 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
                 pool, owned = open_executor(config.executor, config.workers)
                 if pool is not None and pickles_its_work(pool):
                     _check_picklable(plan)
+                    if store is not None and not store.shared_between_processes:
+                        raise ConfigError(
+                            f"Config(dir={config.dir!r}) lives in this process only, and Config(executor="
+                            f"{config.executor!r}) runs stages in others; use executor='threads', or a store they share"
+                        )
             elif pool is None and config.keep_going:
                 # keep_going needs the scheduler that tracks what a failure blocks; run it in this process.
                 pool, owned = InlineExecutor(), False
@@ -83,6 +87,18 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             pool.shutdown(wait=True)
 
 
+def _open_store(config: Config) -> CheckpointStore:
+    """The store `config.dir` names: a folder, or for a URL (s3://, memory://...) an fsspec file system."""
+    directory = config.directory()
+    if "://" in directory:
+        from .remote import RemoteStore, is_url
+
+        if is_url(directory):
+            return RemoteStore(directory, config.storage_options, on_error=config.on_store_error)
+        directory = directory.partition("://")[2]  # file://
+    return LocalStore(directory, durable=config.durable, on_error=config.on_store_error)
+
+
 def _check_picklable(plan: Plan) -> None:
     """For an executor that runs stages in other processes, every stage to compute must pickle: say so now,
     naming the stage, rather than when the pool first fails to send it."""
@@ -105,7 +121,7 @@ class _Runner:
     """Executes plans: in this process in plan order, or on a pool step by step; keeps the values and records.
     (cluster.py runs a plan on Dask through its `record` and `report_*` methods.)"""
 
-    def __init__(self, config: Config, store: LocalStore | None) -> None:
+    def __init__(self, config: Config, store: CheckpointStore | None) -> None:
         self.config = config
         self.store = store
         self.values: dict[str, Any] = {}

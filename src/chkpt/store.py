@@ -40,10 +40,29 @@ from .errors import ChkptError, SerializationError, StoreError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, BinaryIO
+    from contextlib import AbstractContextManager
+    from typing import Any, BinaryIO, Protocol
 
     from .checksums import Hasher
     from .codecs import Codec
+
+    class CheckpointStore(Protocol):
+        """What a run needs of a store: LocalStore (a folder) and remote.RemoteStore (fsspec) have it."""
+
+        on_error: str
+
+        @property
+        def shared_between_processes(self) -> bool: ...
+        def for_workers(self) -> CheckpointStore: ...
+        def marker(self, stage_name: str, key: str, format_name: str) -> str: ...
+        def exists(self, stage_name: str, key: str, format_name: str) -> bool: ...
+        def lock(self, stage_name: str, key: str) -> AbstractContextManager[object]: ...
+        def ensure_writable(self) -> None: ...
+        def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]: ...
+        def write(
+            self, stage_name: str, key: str, format_name: str, codec: Codec, value: Any, record: dict[str, Any]
+        ) -> int: ...
+
 
 _HEAD = b'{"chkpt": '
 _VALUE = b'"value": '
@@ -172,6 +191,16 @@ class LocalStore:
     def __reduce__(self) -> tuple[type[LocalStore], tuple[str, bool, str]]:
         # Sent with every step to a worker process: the folder cache stays here.
         return LocalStore, (self.root, self.durable, self.on_error)
+
+    @property
+    def shared_between_processes(self) -> bool:
+        """Whether another process sees what this one stores (a folder: always)."""
+        return True
+
+    def for_workers(self) -> LocalStore:
+        """This store as other processes must name it: by its absolute path (a worker's current folder may be
+        another)."""
+        return LocalStore(os.path.abspath(self.root), self.durable, self.on_error)
 
     def path(self, stage_name: str, key: str, extension: str) -> str:
         folder = self._folders.get(stage_name)
@@ -360,7 +389,7 @@ class _HashingWriter(io.RawIOBase):
         super().__init__()
         self.file = file
         self.hasher = hasher
-        self.name = file.name
+        self.name = getattr(file, "name", "")  # an in-memory buffer (object storage) has none
 
     def write(self, data: Any) -> int:
         self.hasher.update(data)

@@ -1,0 +1,196 @@
+"""A store in any fsspec file system: object storage (`s3://`, `gs://`, `az://`) and `memory://`.
+
+The layout, records and checks are the folder store's (store.py), so a checkpoint copied between the two loads in
+either. What differs is how a checkpoint is made whole at once: on object storage each file is one object put,
+which a reader sees entirely or not at all, so a value is encoded in memory and put in one call; a two-file
+checkpoint puts its value first and its record after it, and replacing one removes its old record first. A read
+fetches the object and verifies it before decoding, as a local read does.
+
+Imported only for a `Config(dir=...)` URL, and fsspec only then; `pip install chkpt[s3]` brings fsspec and s3fs.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+
+from . import checksums, codecs
+from .errors import ConfigError, StoreError
+from .store import (
+    META,
+    Damaged,
+    codec_for_record,
+    folder_name,
+    full_record,
+    inline_file,
+    inline_payload,
+    is_inline,
+    parse_record,
+    read_verified,
+    write_value,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any
+
+    from .codecs import Codec
+
+
+def is_url(directory: str) -> bool:
+    """Whether a `Config(dir=...)` names an fsspec file system rather than a local folder (`file://` is local)."""
+    scheme, found, _ = directory.partition("://")
+    return bool(found) and scheme not in ("", "file", "local") and "/" not in scheme
+
+
+class RemoteStore:
+    """Checkpoints under `url` in an fsspec file system, opened with `storage_options` (credentials, an
+    `endpoint_url`...). `on_error` is as for LocalStore."""
+
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None, on_error: str = "raise") -> None:
+        try:
+            import fsspec.core
+        except ImportError:
+            raise ConfigError(
+                f"Config(dir={url!r}) needs fsspec (and for s3:// s3fs): pip install 'chkpt[s3]'"
+            ) from None
+        self.url = url
+        self.storage_options = dict(storage_options or {})
+        self.on_error = on_error
+        self.durable = True
+        try:
+            self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+        except (ImportError, ValueError) as exc:
+            raise ConfigError(f"Config(dir={url!r}): {exc}") from None
+        self.root = root.rstrip("/")
+
+    def __reduce__(self) -> tuple[type[RemoteStore], tuple[str, dict[str, Any], str]]:
+        # Sent with every step to a worker process, which opens the file system again.
+        return RemoteStore, (self.url, self.storage_options, self.on_error)
+
+    def __repr__(self) -> str:
+        return f"RemoteStore({self.url!r})"
+
+    @property
+    def shared_between_processes(self) -> bool:
+        """Whether another process sees what this one stores: not for `memory://`, which lives in one process."""
+        return "memory" not in _protocols(self.fs)
+
+    def for_workers(self) -> RemoteStore:
+        return self
+
+    def path(self, stage_name: str, key: str, extension: str) -> str:
+        return f"{self.root}/{folder_name(stage_name)}/{key}.{extension}"
+
+    def marker(self, stage_name: str, key: str, format_name: str) -> str:
+        """The object whose presence means a whole checkpoint: the JSON object itself, or the record beside a
+        value."""
+        if is_inline(format_name):
+            return self.path(stage_name, key, codecs.get(format_name).extension)
+        return self.path(stage_name, key, META)
+
+    def exists(self, stage_name: str, key: str, format_name: str) -> bool:
+        try:
+            return bool(self.fs.isfile(self.marker(stage_name, key, format_name)))
+        except OSError as exc:
+            raise StoreError(f"cannot look for checkpoints under {self.url!r}: {exc}") from None
+
+    def lock(self, stage_name: str, key: str) -> _NoLock:
+        """Runs sharing object storage are not yet kept from computing one key twice (each put is whole, so the
+        worst case is a stage computed twice, never a damaged checkpoint)."""
+        return _NoLock()
+
+    def ensure_writable(self) -> None:
+        """Prove an object can be put under the store's root, so a bad URL or missing rights fail before any stage
+        runs."""
+        probe = f"{self.root}/.probe.{os.getpid()}.{os.urandom(4).hex()}"
+        try:
+            self.fs.pipe_file(probe, b"")
+            self.fs.rm_file(probe)
+        except Exception as exc:  # fsspec back ends raise their own errors (botocore's, PermissionError...)
+            raise StoreError(
+                f"cannot write checkpoints to {self.url!r}: {exc}; check the URL, the bucket and its rights, or "
+                "Config(storage_options=...)"
+            ) from None
+
+    # --- reading --------------------------------------------------------------------------------------------------
+
+    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]:
+        """The value of a checkpoint and its size in bytes, after verifying it (`mmap` does not apply here).
+
+        Raises FileNotFoundError when there is no checkpoint, Damaged when there is one that fails a check, and
+        StoreError when it cannot be fetched or verified here.
+        """
+        if is_inline(format_name):
+            codec = codecs.get(format_name)
+            payload = inline_payload(self._fetch(self.path(stage_name, key, codec.extension)), key)
+            try:
+                return codec.decode(payload), len(payload)  # type: ignore[attr-defined]
+            except ValueError as exc:
+                raise Damaged(f"its value does not decode: {exc}") from None
+        record = self.read_record(stage_name, key, format_name)
+        codec = codec_for_record(record, format_name)
+        data = self._fetch(self.path(stage_name, key, codec.extension))
+        value = read_verified(codec, io.BytesIO(data), len(data), record, False)
+        return value, int(record["bytes"])
+
+    def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
+        data = self._fetch(self.marker(stage_name, key, format_name))
+        if is_inline(format_name):
+            data = data.partition(b"\n")[0][len(b'{"chkpt": ') :].rstrip().removesuffix(b",")
+        return parse_record(data, key)
+
+    def _fetch(self, path: str) -> bytes:
+        try:
+            return bytes(self.fs.cat_file(path))
+        except FileNotFoundError:
+            raise
+        except Exception as exc:  # as in ensure_writable: each back end has its own errors
+            raise StoreError(f"cannot read {self.fs.unstrip_protocol(path)!r}: {exc}") from None
+
+    # --- writing --------------------------------------------------------------------------------------------------
+
+    def write(
+        self, stage_name: str, key: str, format_name: str, codec: Codec, value: Any, record: dict[str, Any]
+    ) -> int:
+        """Store a checkpoint as LocalStore.write does, each file in one put; returns the value's size."""
+        if is_inline(format_name):
+            head, payload = inline_file(key, codec, value, record)
+            self._put(self.path(stage_name, key, codec.extension), b"".join((head, payload, b"\n}\n")))
+            return len(payload)
+        algorithm = checksums.preferred()
+        hasher = checksums.new(algorithm)
+        buffer = io.BytesIO()
+        write_value(codec, value, buffer, hasher)
+        meta_path = self.path(stage_name, key, META)
+        try:
+            if self.fs.isfile(meta_path):
+                self.fs.rm_file(meta_path)  # never an old record beside a new value
+        except Exception as exc:  # as in ensure_writable
+            raise StoreError(f"cannot replace checkpoint {meta_path!r}: {exc}") from None
+        data = buffer.getvalue()
+        del buffer
+        self._put(self.path(stage_name, key, codec.extension), data)
+        size = len(data)
+        del data
+        self._put(meta_path, full_record(record, codec, key, size, checksums.label(algorithm, hasher)))
+        return size
+
+    def _put(self, path: str, data: bytes) -> None:
+        try:
+            self.fs.pipe_file(path, data)
+        except Exception as exc:  # as in ensure_writable
+            raise StoreError(f"cannot write checkpoint {self.fs.unstrip_protocol(path)!r}: {exc}") from None
+
+
+class _NoLock:
+    def __enter__(self) -> _NoLock:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        pass
+
+
+def _protocols(fs: Any) -> tuple[str, ...]:
+    protocol = fs.protocol
+    return (protocol,) if isinstance(protocol, str) else tuple(protocol)

@@ -1,0 +1,223 @@
+"""Stores in fsspec file systems (`Config(dir="s3://...")`, `memory://`): the same layout and checks as a folder,
+against `memory://` and a real S3 API, moto's server, which this module starts on 127.0.0.1 (no test reaches the
+internet)."""
+
+from __future__ import annotations
+
+import importlib.util
+import socket
+import sys
+import uuid
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import chkpt
+from chkpt.store import LocalStore
+
+HAVE_NUMPY = importlib.util.find_spec("numpy") is not None
+calls: list[str] = []
+
+
+@chkpt.Stage.wrap()
+def rows(n: int) -> list[int]:
+    calls.append("rows")
+    return list(range(n))
+
+
+@chkpt.Stage.wrap(format="pickle")
+def as_set(xs: list[int]) -> set[int]:
+    calls.append("as_set")
+    return set(xs)
+
+
+@chkpt.Stage.wrap(format="bytes")
+def as_bytes(xs: set[int]) -> bytes:
+    calls.append("as_bytes")
+    return bytes(sorted(xs))
+
+
+def squares(n: int) -> Any:
+    import numpy as np
+
+    return np.arange(n, dtype=np.float64) ** 2
+
+
+def lengths(*xs: list[int]) -> int:
+    return sum(len(x) for x in xs)
+
+
+def pipeline(n: int = 5) -> chkpt.Pipeline[bytes]:
+    return rows.bind(n=n) >> as_set >> as_bytes
+
+
+@pytest.fixture(scope="module")
+def s3_endpoint() -> Iterator[str]:
+    from moto.server import ThreadedMotoServer
+
+    with socket.socket() as probe:  # a free port; moto's server takes a fixed one
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
+
+
+@pytest.fixture(params=["memory", "s3"])
+def store_url(request: pytest.FixtureRequest) -> tuple[str, dict[str, Any]]:
+    """A fresh store's URL and its storage options."""
+    name = uuid.uuid4().hex[:12]
+    if request.param == "memory":
+        return f"memory://chkpt-tests/{name}", {}
+    import s3fs
+
+    endpoint = request.getfixturevalue("s3_endpoint")
+    options = {**S3_CREDENTIALS, "endpoint_url": endpoint}
+    s3fs.S3FileSystem(**options).mkdir(f"bucket-{name}")
+    return f"s3://bucket-{name}/runs/one", options
+
+
+def config(url: str, options: dict[str, Any], **more: Any) -> chkpt.Config:
+    return chkpt.Config(dir=url, storage_options=options, verbose=False, **more)
+
+
+def file_system(url: str, options: dict[str, Any]) -> Any:
+    import fsspec.core
+
+    return fsspec.core.url_to_fs(url, **options)
+
+
+def test_a_run_stores_in_the_same_layout_and_the_next_loads_it(store_url: tuple[str, dict[str, Any]]) -> None:
+    url, options = store_url
+    calls.clear()
+    first = pipeline().run(config(url, options))
+    assert first.value == bytes(range(5))
+    assert [(r.name, r.outcome) for r in first.records] == [
+        ("rows", "stored"),
+        ("as_set", "stored"),
+        ("as_bytes", "stored"),
+    ]
+    fs, root = file_system(url, options)
+    keys = {r.name: r.key for r in first.records}
+    names = {path.removeprefix(root.rstrip("/") + "/") for path in fs.find(root)}
+    assert names == {
+        f"rows/{keys['rows']}.json",
+        f"as_set/{keys['as_set']}.pkl",
+        f"as_set/{keys['as_set']}.meta.json",
+        f"as_bytes/{keys['as_bytes']}.bin",
+        f"as_bytes/{keys['as_bytes']}.meta.json",
+    }
+    calls.clear()
+    second = pipeline().run(config(url, options, load=True))
+    assert second.value == bytes(range(5))
+    assert [r.outcome for r in second.records] == ["loaded"]  # the target loads; nothing above it is read
+    assert calls == []
+    middle = (rows.bind(n=5) >> as_set).run(config(url, options, load=True))
+    assert middle.value == set(range(5)) and [r.outcome for r in middle.records] == ["loaded"]
+
+
+def test_checkpoints_copied_to_a_folder_load_there(store_url: tuple[str, dict[str, Any]], tmp_path: Path) -> None:
+    url, options = store_url
+    pipeline().run(config(url, options))
+    fs, root = file_system(url, options)
+    fs.get(root.rstrip("/") + "/", str(tmp_path) + "/", recursive=True)
+    calls.clear()
+    local = pipeline().run(chkpt.Config(dir=tmp_path, load=True, verbose=False))
+    assert local.value == bytes(range(5)) and calls == []
+    assert [r.outcome for r in local.records] == ["loaded"]
+
+
+@pytest.mark.parametrize("damage", ["flip a byte", "truncate", "drop the record"])
+def test_a_damaged_object_is_never_loaded(store_url: tuple[str, dict[str, Any]], damage: str) -> None:
+    url, options = store_url
+    first = pipeline().run(config(url, options))
+    key = first.records[-1].key
+    fs, root = file_system(url, options)
+    value = f"{root.rstrip('/')}/as_bytes/{key}.bin"
+    data = fs.cat_file(value)
+    if damage == "flip a byte":
+        fs.pipe_file(value, bytes([data[0] ^ 1]) + data[1:])
+    elif damage == "truncate":
+        fs.pipe_file(value, data[:-1])
+    else:
+        fs.rm_file(value.removesuffix(".bin") + ".meta.json")
+    calls.clear()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = pipeline().run(config(url, options, load=True))
+    assert again.value == bytes(range(5))
+    assert calls == ["as_bytes"]  # its input loads; it is computed again and stored
+    if damage != "drop the record":  # without its record there is no checkpoint at all, and nothing to warn of
+        (warning,) = [w for w in caught if issubclass(w.category, chkpt.ChkptWarning)]
+        assert f"{key}" in str(warning.message) and "as_bytes" in str(warning.message)
+    assert fs.cat_file(value) == data  # stored again, whole
+
+
+def test_threads_share_one_store(store_url: tuple[str, dict[str, Any]]) -> None:
+    url, options = store_url
+    wide = tuple(rows.bind(n=n) for n in range(1, 7))
+    total = wide >> chkpt.Stage(lengths)
+    assert total(config(url, options, executor="threads", workers=4)) == 21
+    calls.clear()
+    assert total(config(url, options, executor="threads", workers=4, load=True)) == 21
+    assert calls == []
+
+
+@pytest.mark.skipif(not HAVE_NUMPY, reason="the numpy extra is not installed")
+def test_an_array_round_trips(store_url: tuple[str, dict[str, Any]]) -> None:
+    url, options = store_url
+    stage = chkpt.Stage(squares, format="numpy").bind(n=1000)
+    first = (() >> stage).run(config(url, options))
+    again = (() >> stage).run(config(url, options, load=True))
+    assert [r.outcome for r in again.records] == ["loaded"]
+    assert again.value.tobytes() == first.value.tobytes() and again.value.dtype == first.value.dtype
+
+
+def test_a_bucket_that_is_not_there_fails_before_any_stage_runs(s3_endpoint: str) -> None:
+    calls.clear()
+    options = {**S3_CREDENTIALS, "endpoint_url": s3_endpoint}
+    with pytest.raises(chkpt.StoreError, match="cannot write checkpoints to 's3://no-such-bucket/x'"):
+        pipeline().run(config("s3://no-such-bucket/x", options))
+    assert calls == []
+
+
+def test_memory_is_one_processs_store_and_processes_are_refused(tmp_path: Path) -> None:
+    calls.clear()
+    with pytest.raises(chkpt.ConfigError, match="lives in this process only"):
+        pipeline().run(config("memory://one-process", {}, executor="processes"))
+    assert calls == []
+
+
+def test_without_fsspec_the_error_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "fsspec", None)
+    monkeypatch.setitem(sys.modules, "fsspec.core", None)
+    with pytest.raises(chkpt.ConfigError, match=r"pip install 'chkpt\[s3\]'"):
+        pipeline().run(config("s3://bucket/x", {}))
+
+
+def test_a_file_url_is_a_local_folder(tmp_path: Path) -> None:
+    run = pipeline().run(chkpt.Config(dir=f"file://{tmp_path}", verbose=False))
+    key = run.records[0].key
+    assert (tmp_path / "rows" / f"{key}.json").is_file()
+    assert LocalStore(str(tmp_path)).read("rows", key, "json")[0] == list(range(5))
+
+
+def test_storage_options_values_are_not_shown() -> None:
+    shown = repr(chkpt.Config(dir="s3://b/x", storage_options={"secret": "hunter2", "key": "AKIA"}))
+    assert "hunter2" not in shown and "AKIA" not in shown and "'secret': ..." in shown
+    with pytest.raises(chkpt.ConfigError, match="storage_options"):
+        chkpt.Config(storage_options=["key"])  # type: ignore[arg-type]
+
+
+def test_the_catalog_says_it_is_for_folders() -> None:
+    with pytest.raises(chkpt.ConfigError, match="local folder"):
+        chkpt.Store("s3://bucket/x")
