@@ -5,11 +5,9 @@ internet)."""
 from __future__ import annotations
 
 import importlib.util
-import socket
 import sys
 import uuid
 import warnings
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -52,21 +50,6 @@ def lengths(*xs: list[int]) -> int:
 
 def pipeline(n: int = 5) -> chkpt.Pipeline[bytes]:
     return rows.bind(n=n) >> as_set >> as_bytes
-
-
-@pytest.fixture(scope="module")
-def s3_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:  # a free port; moto's server takes a fixed one
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.stop()
 
 
 S3_CREDENTIALS = {"key": "testing", "secret": "testing"}
@@ -221,3 +204,40 @@ def test_storage_options_values_are_not_shown() -> None:
 def test_the_catalog_says_it_is_for_folders() -> None:
     with pytest.raises(chkpt.ConfigError, match="local folder"):
         chkpt.Store("s3://bucket/x")
+
+
+def test_a_dead_holders_lease_is_taken_over_and_a_live_one_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+    import threading
+    import time
+
+    from chkpt import remote
+
+    store = remote.RemoteStore(f"memory://chkpt-tests/{uuid.uuid4().hex[:12]}")
+    path = f"{store.root}/.locks/stage.{'k' * 32}.lock"
+    # a holder that died: its lease ended a second ago
+    store.fs.pipe_file(path, json.dumps({"owner": "dead", "expires": time.time() - 1}).encode())
+    started = time.monotonic()
+    with store.lock("stage", "k" * 32):
+        assert time.monotonic() - started < 1.0
+        assert json.loads(store.fs.cat_file(path))["owner"] != "dead"
+    assert not store.fs.exists(path)  # the holder removed its lease
+
+    # a live holder renews its lease (every third of it) while it works longer than the lease: others wait
+    monkeypatch.setattr(remote, "LEASE_SECONDS", 0.3)
+    times: dict[str, float] = {}
+    held = threading.Event()
+
+    def hold() -> None:
+        with store.lock("stage", "k" * 32):
+            held.set()
+            time.sleep(1.0)
+            times["released"] = time.monotonic()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    with store.lock("stage", "k" * 32):
+        times["entered"] = time.monotonic()
+    holder.join()
+    assert times["entered"] >= times["released"]

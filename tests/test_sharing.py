@@ -100,14 +100,18 @@ def expected_value() -> int:
     return sum(ends)
 
 
-def start_runs(tmp_path: Path, executors: list[str]) -> tuple[list[subprocess.Popen[str]], Path, Path]:
+def start_runs(
+    tmp_path: Path, executors: list[str], store: str | None = None, env: dict[str, str] | None = None
+) -> tuple[list[subprocess.Popen[str]], Path, Path]:
+    """Start a run of the 20-stage pipeline per executor, all on `store` (a folder in tmp_path unless given),
+    released together."""
     (tmp_path / "stages.py").write_text(PIPELINE_MODULE)
     (tmp_path / "runner.py").write_text(RUNNER)
-    calls, go, store = tmp_path / "calls", tmp_path / "go", tmp_path / "store"
-    env = {**os.environ, "CHKPT_TEST_CALLS": str(calls), "PYTHONPATH": str(tmp_path)}
+    calls, go, folder = tmp_path / "calls", tmp_path / "go", tmp_path / "store"
+    env = {**os.environ, **(env or {}), "CHKPT_TEST_CALLS": str(calls), "PYTHONPATH": str(tmp_path)}
     runs = [
         subprocess.Popen(
-            [sys.executable, str(tmp_path / "runner.py"), str(store), str(go), executor],
+            [sys.executable, str(tmp_path / "runner.py"), store or str(folder), str(go), executor],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
@@ -117,11 +121,12 @@ def start_runs(tmp_path: Path, executors: list[str]) -> tuple[list[subprocess.Po
     ]
     time.sleep(1.0)  # let every interpreter start and wait at the line, so the runs begin together
     go.touch()
-    return runs, calls, store
+    return runs, calls, folder
 
 
-def test_four_runs_at_once_compute_every_stage_once_and_get_the_same_value(tmp_path: Path) -> None:
-    runs, calls, store = start_runs(tmp_path, ["sync", "sync", "threads", "threads"])
+def finish(runs: list[subprocess.Popen[str]], calls: Path) -> list[dict[str, Any]]:
+    """Wait for the runs; check that every stage's function ran once in all of them together, and that each
+    run got the pipeline's value; return what each run printed."""
     results = []
     for process in runs:
         out, err = process.communicate(timeout=120)
@@ -129,12 +134,32 @@ def test_four_runs_at_once_compute_every_stage_once_and_get_the_same_value(tmp_p
         results.append(json.loads(out))
     counted = Counter(line.split()[0] for line in calls.read_text().splitlines())
     assert len(counted) == STAGES
-    assert set(counted.values()) == {1}, counted  # each stage's function ran once, in all four runs together
-    assert [r["value"] for r in results] == [expected_value()] * 4
+    assert set(counted.values()) == {1}, counted
+    assert [r["value"] for r in results] == [expected_value()] * len(runs)
+    return results
+
+
+def test_four_runs_at_once_compute_every_stage_once_and_get_the_same_value(tmp_path: Path) -> None:
+    runs, calls, store = start_runs(tmp_path, ["sync", "sync", "threads", "threads"])
+    results = finish(runs, calls)
     # every run either computed a stage or loaded it; each stage was stored by exactly one of them
     stored = Counter(name for r in results for name, outcome in r["outcomes"] if outcome == "stored")
     assert sum(stored.values()) == STAGES
     assert not (store / ".locks").exists()  # holders remove their lock files, the last one their folder
+
+
+def test_four_runs_at_once_on_s3_compute_every_stage_once(tmp_path: Path, s3_endpoint: str) -> None:
+    import s3fs
+
+    fs = s3fs.S3FileSystem(key="testing", secret="testing", endpoint_url=s3_endpoint)
+    fs.mkdir("shared-runs")
+    # The runs find the endpoint and credentials where boto finds them, in the environment.
+    env = {"AWS_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    runs, calls, _ = start_runs(tmp_path, ["sync", "sync", "threads", "threads"], "s3://shared-runs/one", env)
+    results = finish(runs, calls)
+    stored = Counter(name for r in results for name, outcome in r["outcomes"] if outcome == "stored")
+    assert sum(stored.values()) == STAGES
+    assert not fs.find("shared-runs/one/.locks")  # every lease object was removed by its holder
 
 
 class Shared:

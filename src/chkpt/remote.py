@@ -12,11 +12,17 @@ Imported only for a `Config(dir=...)` URL, and fsspec only then; `pip install ch
 from __future__ import annotations
 
 import io
+import json
 import os
+import socket
+import threading
+import time
+import uuid
 
 from . import checksums, codecs
 from .errors import ConfigError, StoreError
 from .store import (
+    LOCKS,
     META,
     Damaged,
     codec_for_record,
@@ -95,10 +101,9 @@ class RemoteStore:
         except OSError as exc:
             raise StoreError(f"cannot look for checkpoints under {self.url!r}: {exc}") from None
 
-    def lock(self, stage_name: str, key: str) -> _NoLock:
-        """Runs sharing object storage are not yet kept from computing one key twice (each put is whole, so the
-        worst case is a stage computed twice, never a damaged checkpoint)."""
-        return _NoLock()
+    def lock(self, stage_name: str, key: str) -> LeaseLock:
+        """The lock of one key (see LeaseLock): a run holds it while it computes and stores that key."""
+        return LeaseLock(self.fs, f"{self.root}/{LOCKS}/{folder_name(stage_name)}.{key}.lock")
 
     def ensure_writable(self) -> None:
         """Prove an object can be put under the store's root, so a bad URL or missing rights fail before any stage
@@ -183,11 +188,99 @@ class RemoteStore:
             raise StoreError(f"cannot write checkpoint {self.fs.unstrip_protocol(path)!r}: {exc}") from None
 
 
-class _NoLock:
-    def __enter__(self) -> _NoLock:
+LEASE_SECONDS = 60.0
+"""How long a lock object holds without being renewed: a run that dies keeps a key locked at most this long."""
+
+
+class LeaseLock:
+    """An exclusive lock on one key of an object store, across processes and machines: an object created only if
+    it is absent (S3's conditional put, `If-None-Match: *`; fsspec's `mode="create"`), holding its owner and when
+    its lease ends.
+
+    The holder renews the lease from a daemon thread every third of `LEASE_SECONDS`, so a long computation keeps
+    it, and removes the object when done. A waiter polls; it takes over an object whose lease ended (its holder
+    died), by removing it and creating its own. Two waiters taking over the same dead lease at the same moment
+    can both win (object stores have no conditional delete through fsspec): then a stage is computed twice, and
+    each put is still whole. A file system that cannot create only-if-absent gives no lock, as for LocalStore.
+    """
+
+    __slots__ = ("_fs", "_owner", "_path", "_renewing", "_stop")
+
+    def __init__(self, fs: Any, path: str) -> None:
+        self._fs = fs
+        self._path = path
+        self._owner = ""
+        self._stop: threading.Event | None = None
+        self._renewing: threading.Thread | None = None
+
+    def __enter__(self) -> LeaseLock:
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        pause = 0.05
+        while True:
+            try:
+                self._fs.pipe_file(self._path, _lease(owner), mode="create")
+                break
+            except FileExistsError:
+                if _expired(self._fs, self._path):
+                    _remove_quietly(self._fs, self._path)
+                    continue
+            except Exception:  # no only-if-absent create here (or no rights): run without the lock
+                return self
+            time.sleep(pause)
+            pause = min(pause * 2, 1.0)
+        self._owner = owner
+        self._stop = threading.Event()
+        self._renewing = threading.Thread(target=self._renew, name="chkpt-lease", daemon=True)
+        self._renewing.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
+        if self._stop is None:
+            return
+        self._stop.set()
+        assert self._renewing is not None
+        self._renewing.join()
+        self._stop = self._renewing = None
+        try:
+            mine = _read_lease(self._fs, self._path).get("owner") == self._owner
+        except Exception:  # gone, or unreadable: nothing of ours to remove
+            return
+        if mine:
+            _remove_quietly(self._fs, self._path)
+
+    def _renew(self) -> None:
+        assert self._stop is not None
+        while not self._stop.wait(LEASE_SECONDS / 3):
+            try:
+                self._fs.pipe_file(self._path, _lease(self._owner))
+            except Exception:  # a failed renewal is tried again; the lease lasts meanwhile
+                continue
+
+
+def _lease(owner: str) -> bytes:
+    return json.dumps({"owner": owner, "expires": time.time() + LEASE_SECONDS}).encode()
+
+
+def _read_lease(fs: Any, path: str) -> dict[str, Any]:
+    lease = json.loads(fs.cat_file(path))
+    return lease if isinstance(lease, dict) else {}
+
+
+def _expired(fs: Any, path: str) -> bool:
+    """Whether the lock object at `path` is gone or its lease ended (a lock object that is not one has none)."""
+    try:
+        expires = _read_lease(fs, path).get("expires")
+    except FileNotFoundError:
+        return True
+    except ValueError:
+        return True
+    return not isinstance(expires, (int, float)) or expires < time.time()
+
+
+def _remove_quietly(fs: Any, path: str) -> None:
+    try:
+        fs.rm_file(path)
+    except FileNotFoundError:
         pass
 
 
