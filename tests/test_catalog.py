@@ -263,7 +263,7 @@ def test_a_bad_older_than_is_a_config_error_showing_it_and_the_forms(store: dict
     assert all_files(store["dir"]) == before
 
 
-@pytest.mark.parametrize("bad", [-1, True, 1.0, "1", None])
+@pytest.mark.parametrize("bad", [-1, True, 1.0, "1", [1]])
 def test_keep_last_must_be_an_int_of_at_least_zero(store: dict[str, Any], bad: object) -> None:
     with pytest.raises(chkpt.ConfigError, match="keep_last") as raised:
         chkpt.Store(store["dir"]).gc(keep_last=bad)  # type: ignore[arg-type]
@@ -540,3 +540,33 @@ def test_a_key_stored_again_after_gc_looked_is_kept(store: dict[str, Any], monke
     assert collected.removed == ()
     assert {cp.key for cp in chkpt.Store(directory).checkpoints()} == before
     assert pipeline(3)(config(directory, load=True)) == {0, 1, 2} and calls == {}
+
+
+def test_keep_reachable_keeps_exactly_what_the_pipelines_would_load_today(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    # the 40-day-old checkpoints (n=1) are what pipeline(1) loads; the others go, young or not
+    kept = which(store, ("table", 1), ("blob", 1))
+    every = names(chkpt.Store(directory).checkpoints())
+    planned = chkpt.Store(directory).gc(keep_reachable=pipeline(1), dry_run=True)
+    assert names(planned.removed) == every - kept
+    collected = chkpt.Store(directory).gc(keep_reachable=[pipeline(1)])
+    assert names(collected.removed) == every - kept
+    assert names(chkpt.Store(directory).checkpoints()) == kept
+    assert pipeline(1)(config(directory, load=True)) == {0} and calls == {}
+
+
+def test_keep_reachable_with_several_pipelines_a_config_and_keep_last(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    every = names(chkpt.Store(directory).checkpoints())
+    # two pipelines keep theirs; keep_last=1 keeps each stage's newest (n=3) besides
+    collected = chkpt.Store(directory).gc(
+        keep_reachable=[(pipeline(1), chkpt.Config()), pipeline(2)], keep_last=1, dry_run=True
+    )
+    assert names(collected.removed) == set()
+    assert every == which(store, *((stage, n) for stage in ("table", "blob") for n in (1, 2, 3)))
+    # under another default format, table's key differs (its format is part of it), and so blob's (its input's
+    # key is part of it): nothing is reachable
+    other = chkpt.Store(directory).gc(keep_reachable=(pipeline(1), chkpt.Config(format="json-lossy")), dry_run=True)
+    assert names(other.removed) == every
+    with pytest.raises(chkpt.ConfigError, match="keep_reachable"):
+        chkpt.Store(directory).gc(keep_reachable=["not a pipeline"])  # type: ignore[list-item]

@@ -45,7 +45,12 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from datetime import timedelta
-    from typing import Any
+    from typing import Any, TypeAlias
+
+    from .config import Config
+    from .pipeline import Pipeline
+
+    Reachable: TypeAlias = "Pipeline[Any] | tuple[Pipeline[Any], Config]"
 
 LEFTOVER_AGE = 3600.0
 """Seconds after its last write before an orphan value file or a temporary file counts as left by a crash."""
@@ -225,12 +230,19 @@ class Store:
 
     def gc(
         self,
-        keep_last: int = 1,
+        keep_last: int | None = None,
         older_than: timedelta | float | str | None = None,
         stages: Iterable[str | Stage[..., Any]] | None = None,
         dry_run: bool = False,
+        keep_reachable: Reachable | Iterable[Reachable] | None = None,
     ) -> Collected:
         """Remove the checkpoints that are not wanted any more, and what crashed writes left behind.
+
+        `keep_reachable`: a Pipeline, a (Pipeline, Config) pair (the config's `format` is part of keys), or a list
+        of them: the checkpoints of every stage of those pipelines as their code and inputs are today (what a run
+        with `load=True` may load, at any stage) are kept, whatever their age, and others go. With it,
+        `keep_last` defaults to 0 (keep exactly those); given, it keeps that many newest of each stage besides.
+        Without it, `keep_last` defaults to 1.
 
         In each stage, a checkpoint is removed when it is not among the `keep_last` newest of that stage and, if
         `older_than` is given, it was created longer than `older_than` ago. So `gc()` keeps the newest checkpoint
@@ -251,14 +263,16 @@ class Store:
         `dry_run=True` removes nothing and returns what would be removed. A file that cannot be removed raises
         StoreError naming it; what was removed before it stays removed.
         """
-        keep = _keep_last(keep_last)
+        reachable = None if keep_reachable is None else _reachable(keep_reachable)
+        keep = _keep_last(keep_last) if keep_last is not None else (1 if reachable is None else 0)
         age = None if older_than is None else _seconds(older_than)
         folders = self._scan()
         selected = None if stages is None else _selection(stages, folders, self.root, "gc(stages=...)")
         now = time.time()
         due: dict[str, list[Checkpoint]] = {}
         for cp, where in _due(folders, selected, keep, age, now):
-            due.setdefault(where, []).append(cp)
+            if reachable is None or (cp.stage, cp.key) not in reachable:
+                due.setdefault(where, []).append(cp)
         removed: list[Checkpoint] = []
         skipped: list[Checkpoint] = []
         freed = 0
@@ -471,6 +485,31 @@ def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> lis
         if selected is None or not named or cp.stage in selected[folder.name]
     ]
     found.sort(key=lambda item: (item[0].stage, -item[0].created, item[0].key))
+    return found
+
+
+def _reachable(given: object) -> set[tuple[str, str]]:
+    """The (stage name, key) of every node of the pipelines given, planned as a run would plan them today."""
+    from .config import Config
+    from .pipeline import Pipeline
+    from .plan import make_plan
+
+    items: list[object] = [given]
+    if not isinstance(given, (Pipeline, tuple)):
+        try:
+            items = list(given)  # type: ignore[call-overload]
+        except TypeError:
+            pass
+    found: set[tuple[str, str]] = set()
+    for item in items:
+        pipeline, config = item if isinstance(item, tuple) and len(item) == 2 else (item, Config())
+        if not isinstance(pipeline, Pipeline) or not isinstance(config, Config):
+            raise ConfigError(
+                "gc(keep_reachable=...) takes a Pipeline, a (Pipeline, Config) pair, or a list of them; got "
+                f"{item!r:.80}"
+            )
+        plan = make_plan(pipeline, Config(load=False, store=False, format=config.format), None)
+        found.update((step.stage.name, step.key) for step in plan.steps)
     return found
 
 
