@@ -194,10 +194,15 @@ def test_gc_keeps_the_newest_of_each_stage_and_runs_load_what_it_kept(store: dic
     assert calls == {}  # loaded
     assert pipeline(1)(config(directory, load=True)) == {0}
     assert calls == {"table": 1, "blob": 1}  # removed, so computed again
-    assert chkpt.Store(directory).gc() == chkpt.Collected(
-        removed=tuple(cp for cp in before if cp.key in {store["keys"]["table", 3], store["keys"]["blob", 3]}),
-        bytes_freed=sum(sizes[store["keys"][stage, 3]] for stage in ("table", "blob")),
-    )
+    again = chkpt.Store(directory).gc()
+    # the n=3 checkpoints go now, as they were listed before, except that the run above loaded them since
+    assert [(cp.stage, cp.key, cp.created, cp.bytes, cp.files) for cp in again.removed] == [
+        (cp.stage, cp.key, cp.created, cp.bytes, cp.files)
+        for cp in before
+        if cp.key in {store["keys"]["table", 3], store["keys"]["blob", 3]}
+    ]
+    assert all(cp.used > cp.created for cp in again.removed)
+    assert again.bytes_freed == sum(sizes[store["keys"][stage, 3]] for stage in ("table", "blob"))
 
 
 @pytest.mark.parametrize(
@@ -570,3 +575,30 @@ def test_keep_reachable_with_several_pipelines_a_config_and_keep_last(store: dic
     assert names(other.removed) == every
     with pytest.raises(chkpt.ConfigError, match="keep_reachable"):
         chkpt.Store(directory).gc(keep_reachable=["not a pipeline"])  # type: ignore[list-item]
+
+
+def test_max_bytes_evicts_the_least_recently_loaded_first(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    listed = chkpt.Store(directory).checkpoints()
+    assert chkpt.Store(directory).checkpoints() == listed  # listing is no use: it leaves the times alone
+    # n=1 was stored first (and its record dated 40 days back): unused, it would go first; a load makes it the
+    # most recently used
+    used = {cp.key: cp.used for cp in listed}
+    assert pipeline(1)(config(directory, load=True)) == {0}
+    after = {cp.key: cp.used for cp in chkpt.Store(directory).checkpoints()}
+    assert {key for key in used if after[key] != used[key]} == {store["keys"]["blob", 1]}  # only the target loads
+    assert (() >> table.bind(n=1))(config(directory, load=True)) == [0]
+    sizes = {cp.key: cp.bytes for cp in listed}
+    keys = store["keys"]
+    budget = sum(sizes[keys[stage, n]] for stage in ("table", "blob") for n in (1, 3))
+    collected = chkpt.Store(directory).gc(max_bytes=budget)
+    # over budget by the n=2 checkpoints, the least recently used (created 10 days ago, never loaded)
+    assert names(collected.removed) == which(store, ("table", 2), ("blob", 2))
+    assert sum(cp.bytes for cp in chkpt.Store(directory).checkpoints()) == budget
+    # a budget of nothing keeps what keep_reachable protects, and with keep_last the newest of each stage
+    rest = chkpt.Store(directory).gc(max_bytes=0, keep_reachable=pipeline(3), dry_run=True)
+    assert names(rest.removed) == which(store, ("table", 1), ("blob", 1))
+    newest = chkpt.Store(directory).gc(max_bytes=0, keep_last=1, dry_run=True)
+    assert names(newest.removed) == which(store, ("table", 1), ("blob", 1))
+    with pytest.raises(chkpt.ConfigError, match="max_bytes"):
+        chkpt.Store(directory).gc(max_bytes=-1)

@@ -70,19 +70,24 @@ class Checkpoint:
 
     `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
     `created` when it was stored (unix seconds: the record's `created`, else the marker's modification time),
-    `bytes` the size of all its files, and `files` their absolute paths, the marker (the file whose presence means
-    a whole checkpoint) first.
+    `bytes` the size of all its files, `files` their absolute paths, the marker (the file whose presence means
+    a whole checkpoint) first, and `used` when it was last loaded (unix seconds: its marker's access time, which
+    every load sets; `created` if it was never loaded).
     """
 
-    __slots__ = ("bytes", "created", "files", "key", "stage")
+    __slots__ = ("bytes", "created", "files", "key", "stage", "used")
 
     stage: str
     key: str
     created: float
     bytes: int
     files: tuple[str, ...]
+    used: float
 
-    def __init__(self, stage: str, key: str, created: float, bytes: int, files: tuple[str, ...]) -> None:
+    def __init__(
+        self, stage: str, key: str, created: float, bytes: int, files: tuple[str, ...], used: float | None = None
+    ) -> None:
+        object.__setattr__(self, "used", created if used is None else max(used, created))
         object.__setattr__(self, "stage", stage)
         object.__setattr__(self, "key", key)
         object.__setattr__(self, "created", created)
@@ -95,8 +100,8 @@ class Checkpoint:
     def __delattr__(self, name: str) -> None:
         raise AttributeError(f"Checkpoint is frozen: cannot delete {name!r}")
 
-    def _fields(self) -> tuple[str, str, float, int, tuple[str, ...]]:
-        return (self.stage, self.key, self.created, self.bytes, self.files)
+    def _fields(self) -> tuple[str, str, float, int, tuple[str, ...], float]:
+        return (self.stage, self.key, self.created, self.bytes, self.files, self.used)
 
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, Checkpoint):
@@ -109,7 +114,7 @@ class Checkpoint:
     def __repr__(self) -> str:
         return (
             f"Checkpoint(stage={self.stage!r}, key={self.key!r}, created={self.created!r}, bytes={self.bytes!r}, "
-            f"files={self.files!r})"
+            f"files={self.files!r}, used={self.used!r})"
         )
 
 
@@ -235,6 +240,7 @@ class Store:
         stages: Iterable[str | Stage[..., Any]] | None = None,
         dry_run: bool = False,
         keep_reachable: Reachable | Iterable[Reachable] | None = None,
+        max_bytes: int | None = None,
     ) -> Collected:
         """Remove the checkpoints that are not wanted any more, and what crashed writes left behind.
 
@@ -243,6 +249,11 @@ class Store:
         with `load=True` may load, at any stage) are kept, whatever their age, and others go. With it,
         `keep_last` defaults to 0 (keep exactly those); given, it keeps that many newest of each stage besides.
         Without it, `keep_last` defaults to 1.
+
+        `max_bytes`: once the rules above have removed what they remove, if the selected stages' checkpoints
+        still hold more than this many bytes, the least recently used go first (by `Checkpoint.used`: the last
+        load, else the creation), until they fit; those that `keep_reachable` or a given `keep_last` protects stay,
+        even if that leaves them over. Given alone, it removes only what makes room (no `keep_last` default).
 
         In each stage, a checkpoint is removed when it is not among the `keep_last` newest of that stage and, if
         `older_than` is given, it was created longer than `older_than` ago. So `gc()` keeps the newest checkpoint
@@ -264,14 +275,23 @@ class Store:
         StoreError naming it; what was removed before it stays removed.
         """
         reachable = None if keep_reachable is None else _reachable(keep_reachable)
-        keep = _keep_last(keep_last) if keep_last is not None else (1 if reachable is None else 0)
+        budget = None if max_bytes is None else _max_bytes(max_bytes)
+        defaults = reachable is None and budget is None
+        keep = _keep_last(keep_last) if keep_last is not None else (1 if defaults else 0)
         age = None if older_than is None else _seconds(older_than)
         folders = self._scan()
         selected = None if stages is None else _selection(stages, folders, self.root, "gc(stages=...)")
         now = time.time()
+        doomed: set[tuple[str, str]] = set()
+        if keep_last is not None or age is not None or budget is None:  # a budget alone removes only for room
+            doomed = {(cp.stage, cp.key) for cp, _ in _due(folders, selected, keep, age, now)}
+        if reachable is not None:
+            doomed -= reachable
+        if budget is not None:
+            doomed |= _over_budget(folders, selected, doomed, budget, keep if keep_last is not None else 0, reachable)
         due: dict[str, list[Checkpoint]] = {}
-        for cp, where in _due(folders, selected, keep, age, now):
-            if reachable is None or (cp.stage, cp.key) not in reachable:
+        for cp, where in _ranked(folders, selected):
+            if (cp.stage, cp.key) in doomed:
                 due.setdefault(where, []).append(cp)
         removed: list[Checkpoint] = []
         skipped: list[Checkpoint] = []
@@ -383,6 +403,7 @@ def _read_folder(folder: _Folder) -> None:
             marker_stat[1] if created is None else created,
             marker_stat[0] + sum(stat[0] for _, stat in values if stat is not None),
             (marker.path, *(path for path, stat in values if stat is not None)),
+            marker_stat[2],
         )
         folder.checkpoints.append((checkpoint, named))
 
@@ -422,21 +443,21 @@ def _probes(root: str) -> list[_Leftover]:
     return probes
 
 
-def _stat(entry: os.DirEntry[str]) -> tuple[int, float] | None:
-    """Size and modification time, or None for a file removed since the folder was listed."""
+def _stat(entry: os.DirEntry[str]) -> tuple[int, float, float] | None:
+    """Size, modification and access time, or None for a file removed since the folder was listed."""
     try:
         stat = entry.stat(follow_symlinks=False)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StoreError(f"cannot read {entry.path!r}: {exc.strerror or exc}") from None
-    return stat.st_size, stat.st_mtime
+    return stat.st_size, stat.st_mtime, stat.st_atime
 
 
 def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
     """A checkpoint's record, or None when it is not one chkpt wrote for this key (damaged, or foreign)."""
     try:
-        with open(path, "rb") as file:
+        with open(_open_unseen(path), "rb") as file:
             data = file.readline(_RECORD_LIMIT) if inline else file.read(_RECORD_LIMIT)
     except OSError:
         return None
@@ -451,6 +472,18 @@ def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
     if not isinstance(record, dict) or record.get("key") != key:
         return None
     return record
+
+
+def _open_unseen(path: str) -> int:
+    """Open a file to read without changing its access time where this process may (a listing is no use of a
+    checkpoint, and the access time says when one was last loaded)."""
+    no_atime = getattr(os, "O_NOATIME", 0)
+    if no_atime:
+        try:
+            return os.open(path, os.O_RDONLY | no_atime)
+        except PermissionError:
+            pass  # O_NOATIME needs the file's owner (or CAP_FOWNER)
+    return os.open(path, os.O_RDONLY)
 
 
 def _created(text: object) -> float | None:
@@ -486,6 +519,43 @@ def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> lis
     ]
     found.sort(key=lambda item: (item[0].stage, -item[0].created, item[0].key))
     return found
+
+
+def _over_budget(
+    folders: list[_Folder],
+    selected: dict[str, set[str]] | None,
+    going: set[tuple[str, str]],
+    budget: int,
+    keep: int,
+    reachable: set[tuple[str, str]] | None,
+) -> set[tuple[str, str]]:
+    """What else must go, least recently used first, for what stays to fit in `budget` bytes; never the `keep`
+    newest of a stage nor a reachable checkpoint."""
+    staying: list[Checkpoint] = []
+    protected: set[tuple[str, str]] = set(reachable or ())
+    rank: dict[str, int] = {}
+    for cp, _ in _ranked(folders, selected):
+        if (cp.stage, cp.key) in going:
+            continue
+        staying.append(cp)
+        rank[cp.stage] = rank.get(cp.stage, -1) + 1
+        if rank[cp.stage] < keep:
+            protected.add((cp.stage, cp.key))
+    total = sum(cp.bytes for cp in staying)
+    more: set[tuple[str, str]] = set()
+    for cp in sorted(staying, key=lambda cp: (cp.used, cp.created, cp.key)):
+        if total <= budget:
+            break
+        if (cp.stage, cp.key) not in protected:
+            more.add((cp.stage, cp.key))
+            total -= cp.bytes
+    return more
+
+
+def _max_bytes(value: object) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+        raise ConfigError(f"gc(max_bytes=...) takes a number of bytes, an int >= 0; got {value!r}")
+    return value
 
 
 def _reachable(given: object) -> set[tuple[str, str]]:

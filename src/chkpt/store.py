@@ -29,6 +29,7 @@ import io
 import json
 import os
 import re
+import time
 
 try:
     import fcntl
@@ -244,21 +245,22 @@ class LocalStore:
         """
         if is_inline(format_name):
             codec = codecs.get(format_name)
-            payload = self._read_inline(self.path(stage_name, key, codec.extension), key)
-            try:
-                return codec.decode(payload), len(payload)  # type: ignore[attr-defined]
-            except ValueError as exc:
-                raise Damaged(f"its value does not decode: {exc}") from None
+            path = self.path(stage_name, key, codec.extension)
+            with open(path, "rb") as file:
+                payload = inline_payload(file.read(), key)
+                try:
+                    value = codec.decode(payload)  # type: ignore[attr-defined]
+                except ValueError as exc:
+                    raise Damaged(f"its value does not decode: {exc}") from None
+                _note_use(file.fileno())
+            return value, len(payload)
         record = self.read_record(stage_name, key, format_name)
         codec = codec_for_record(record, format_name)
         path = self.path(stage_name, key, codec.extension)
         with open(path, "rb") as file:
             value = read_verified(codec, file, os.fstat(file.fileno()).st_size, record, mmap)
+        _note_use(self.marker(stage_name, key, format_name))
         return value, int(record["bytes"])
-
-    def _read_inline(self, path: str, key: str) -> bytes:
-        with open(path, "rb") as file:
-            return inline_payload(file.read(), key)
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
@@ -473,6 +475,16 @@ def read_verified(codec: Codec, file: BinaryIO, size: int, record: dict[str, Any
         raise
     except Exception as exc:
         raise Damaged(f"its value does not load: {exc}") from None
+
+
+def _note_use(file: int | str) -> None:
+    """Set a checkpoint's marker's access time to now, keeping its modification time: when it was last loaded,
+    which `Store.gc(max_bytes=...)` evicts by (least recently used first), whatever the mount's atime option.
+    A store this process may not change (read-only) keeps its times."""
+    try:
+        os.utime(file, ns=(time.time_ns(), os.stat(file).st_mtime_ns))
+    except OSError:
+        pass
 
 
 def _remove(path: str) -> None:
