@@ -577,7 +577,12 @@ def test_keep_reachable_with_several_pipelines_a_config_and_keep_last(store: dic
         chkpt.Store(directory).gc(keep_reachable=["not a pipeline"])  # type: ignore[list-item]
 
 
-def test_max_bytes_evicts_the_least_recently_loaded_first(store: dict[str, Any]) -> None:
+def test_max_bytes_evicts_the_least_recently_loaded_first(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A load notes its use to the hour (a use noted within the hour is left alone); every load notes it here, so
+    # the test does not hang on the mount's own atime updates.
+    monkeypatch.setattr(chkpt.store, "_USE_RESOLUTION_NS", 0)
     directory = store["dir"]
     listed = chkpt.Store(directory).checkpoints()
     assert chkpt.Store(directory).checkpoints() == listed  # listing is no use: it leaves the times alone
@@ -602,3 +607,32 @@ def test_max_bytes_evicts_the_least_recently_loaded_first(store: dict[str, Any])
     assert names(newest.removed) == which(store, ("table", 1), ("blob", 1))
     with pytest.raises(chkpt.ConfigError, match="max_bytes"):
         chkpt.Store(directory).gc(max_bytes=-1)
+
+
+def test_a_load_notes_its_use_to_the_hour_and_keeps_the_modification_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(str(tmp_path))
+    store.write("stage", "a" * 32, "json", codecs.get("json"), {"x": 1}, {})
+    marker = tmp_path / "stage" / ("a" * 32 + ".json")
+    modified = time.time_ns() - 3 * 3600 * 10**9
+    os.utime(marker, ns=(time.time_ns() - 2 * 3600 * 10**9, modified))
+    noted: list[object] = []
+    real_utime = os.utime
+
+    def utime(path: Any, *args: Any, **kwargs: Any) -> None:
+        noted.append(path)
+        real_utime(path, *args, **kwargs)
+
+    # (called directly: a read would let the kernel's relatime move the access time first, as utime just
+    # changed the file's ctime)
+    from chkpt.store import _note_use
+
+    monkeypatch.setattr(os, "utime", utime)
+    _note_use(str(marker))
+    assert len(noted) == 1  # last noted two hours ago: noted now
+    assert marker.stat().st_atime_ns > time.time_ns() - 60 * 10**9
+    assert marker.stat().st_mtime_ns == modified
+    _note_use(str(marker))
+    assert len(noted) == 1  # noted within the hour: a load costs no second write
+    assert store.read("stage", "a" * 32, "json")[0] == {"x": 1}

@@ -477,12 +477,19 @@ def read_verified(codec: Codec, file: BinaryIO, size: int, record: dict[str, Any
         raise Damaged(f"its value does not load: {exc}") from None
 
 
+_USE_RESOLUTION_NS = 3600 * 10**9
+
+
 def _note_use(file: int | str) -> None:
     """Set a checkpoint's marker's access time to now, keeping its modification time: when it was last loaded,
     which `Store.gc(max_bytes=...)` evicts by (least recently used first), whatever the mount's atime option.
-    A store this process may not change (read-only) keeps its times."""
+    To the hour: a time set less than an hour ago is left as it is, since setting it costs more than a small
+    load. A store this process may not change (read-only) keeps its times."""
     try:
-        os.utime(file, ns=(time.time_ns(), os.stat(file).st_mtime_ns))
+        now = time.time_ns()
+        status = os.stat(file)
+        if now - status.st_atime_ns > _USE_RESOLUTION_NS:
+            os.utime(file, ns=(now, status.st_mtime_ns))
     except OSError:
         pass
 
