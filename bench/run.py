@@ -7,13 +7,15 @@ JSON codec on a 50 MB list of small dicts. "Parallel" (the parallel executors' i
 executor="processes", a 1,000-node graph on a Dask LocalCluster next to dask.delayed and a plain Dask graph, and the
 per-node overhead of executor="threads" on a 10,000-node graph. "Stores" (runs that share a checkpoint folder): 4
 runs of one 20-stage CPU-bound pipeline at once on one fresh folder next to one run alone, with chkpt and with
-joblib.Memory. `--only core`, `--only formats`, `--only parallel` or `--only stores` runs one of them.
+joblib.Memory, and a warm load of the 200-stage chain from a local folder, memory:// and moto's S3 server (issue 5).
+`--only core`, `--only formats`, `--only parallel` or `--only stores` runs one of them.
 
 Every measurement runs in a child process started with this interpreter and is timed inside the child, so
-interpreter start-up is not part of any figure (the Stores child starts the runs it times, and times them from when
-all of them have started and imported what they need). Peers (joblib, dask, dask.distributed, Hamilton) are
-optional: a peer that is not installed shows as 'not installed'. Generated modules, stores, caches and data files
-live in bench/out/run-<pid>/ and are removed at the end (pass --keep to keep them). Progress goes to stderr.
+interpreter start-up is not part of any figure (the Stores children start the processes they measure: the shared
+runs are timed from when all of them have started and imported what they need, a warm load inside its own process
+after its imports). Peers (joblib, dask, dask.distributed, Hamilton) are optional: a peer that is not installed shows
+as 'not installed'. Generated modules, stores, caches and data files live in bench/out/run-<pid>/ and are removed at
+the end (pass --keep to keep them). Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -169,6 +171,7 @@ def write_modules(core: bool, formats: bool, parallel: bool, stores: bool) -> No
         modules["parallel_funcs"] = chains.parallel_functions()
     if stores:
         modules["store_funcs"] = store_workloads.stage_module(STORE_STAGES)
+        modules["chain_bound"] = chains.chkpt_chain_bound(CHAIN)  # the Core table's bound chain, for warm loads
     # Date the files an hour back: a warm rerun is a run of code that was not just edited (chkpt double-checks
     # source files modified around its process's start, which a file written a second ago would be).
     an_hour_ago = time.time() - 3600
@@ -953,6 +956,9 @@ STORE_RUNS = 4  # runs at once on one folder
 STORE_SPIN = 0.1  # seconds of one core per stage, calibrated in the child
 STORE_ROUNDS = 3
 STORE_TIMEOUT = 300  # seconds for the whole child (it takes about a minute)
+LOAD_ROUNDS = 5  # rounds of the warm loads by store (a fresh process per store, task and round)
+LOAD_TIMEOUT = 900  # seconds for the warm loads' child (it takes about 70 s, most of it moto's S3)
+LOAD_STORES = {"local": "local folder", "memory": "memory://", "s3": "moto S3"}
 
 
 def measure_stores() -> list[Row]:
@@ -1034,11 +1040,76 @@ def measure_stores() -> list[Row]:
     ]
 
 
+def measure_store_loads() -> list[Row]:
+    log(
+        f"warm loads of the {CHAIN}-stage chain from a local folder, memory:// and moto's S3; a fresh process per "
+        f"measurement, best of {LOAD_ROUNDS} rounds"
+    )
+    result = run_child(
+        "warm_loads",
+        "store_workloads",
+        {"root": str(WORK / "warm_loads"), "module": "chain_bound", "stages": CHAIN, "rounds": LOAD_ROUNDS},
+        LOAD_TIMEOUT,
+    )
+
+    def cell(store: str, task: str) -> str:
+        """One store's figure: us per stage (and for 'all' its ratio to the store's floor), or us per read for the
+        floor; or why it is missing."""
+        name, measured, floor = LOAD_STORES[store], result[f"{store}/{task}"], result[f"{store}/floor"]
+        if isinstance(measured, str):
+            return f"{name}: {measured}"
+        if task == "floor":
+            return f"{name}: {us(measured['run'], CHAIN, 'file' if store == 'local' else 'object')}"
+        text = f"{name}: {us(measured['run'], CHAIN, 'stage')}"
+        if task == "all" and not isinstance(floor, str):
+            text += f" ({measured['run'] / floor['run']:.1f}x floor)"
+        return text
+
+    connects = []
+    for store in ("memory", "s3"):
+        timed = [result[f"{store}/{task}"] for task in store_workloads.TASKS]
+        seconds = [measured["connect"] for measured in timed if not isinstance(measured, str)]
+        connects.append(f"{LOAD_STORES[store]}: " + (ms(min(seconds)) if seconds else "-"))
+    target = ["- (info; issue 5", "asks for the figures)"]
+    return [
+        [
+            [
+                f"warm load, {CHAIN}-stage chain, each",
+                "stage loaded and verified (one",
+                f"function bound {CHAIN} times, as the",
+                "Core table's row)",
+            ],
+            [cell(store, "all") for store in LOAD_STORES],
+            [cell(store, "floor") for store in LOAD_STORES]
+            + [f"(reads each ~{result['bytes']}-byte", "checkpoint once)"],
+            "",
+            target,
+            "-",
+        ],
+        [
+            ["warm rerun, load=True, only the last", "stage loads (same chain and stores)"],
+            [cell(store, "target") for store in LOAD_STORES],
+            "",
+            "",
+            target,
+            "-",
+        ],
+        [
+            ["  opening the file system: client set-", "  up + first request (not in the above)"],
+            connects,
+            "",
+            "",
+            "- (info)",
+            "-",
+        ],
+    ]
+
+
 def stores_notes() -> list[str]:
     return [
         f"Every figure is the best (minimum) of {STORE_ROUNDS} rounds, because timings on this machine (2 cores) "
-        f"are noisy and drift; the ratios are of those minimums. One child of this interpreter runs the whole "
-        f"table: it calibrates the spin, then in each round runs every variant once (chkpt one run, chkpt "
+        f"are noisy and drift; the ratios are of those minimums. One child of this interpreter runs the first "
+        f"two rows: it calibrates the spin, then in each round runs every variant once (chkpt one run, chkpt "
         f"{STORE_RUNS} runs, plain loop, joblib one run, joblib {STORE_RUNS} runs; each round starts one variant "
         f"further on), each on a fresh, empty folder.",
         f"A variant's runs are processes of this interpreter that the child starts together; each imports its "
@@ -1062,6 +1133,35 @@ def stores_notes() -> list[str]:
         f"outcomes of the {STORE_RUNS} runs of the first round. joblib.Memory has no per-key lock: its runs compute "
         f"a stage whenever its result is not on disk yet when they reach it, so its count shows the duplicated "
         f"work. 'ok?' needs the ratio <= 1.3 and the checks of every round.",
+        f"Warm loads by store (issue 5: memory:// and S3 next to the folder store): the Core table's bound chain "
+        f"(one function step(prev, i) as {CHAIN} Stages bound to i = 0..{CHAIN - 1}, and collect(*xs)), its "
+        f"checkpoints (small JSON files) in a local folder, in memory://chkpt-bench/chain and in "
+        f"s3://chkpt-bench/chain on moto's S3 server (ThreadedMotoServer, started by this rows' child in a "
+        f"thread on 127.0.0.1, its request log off; it serves on the same 2 cores as the measured process, and "
+        f"its speed is the emulator's, not S3's), with Config(storage_options={{endpoint_url, key, secret}}). "
+        f"One child measures the three rows: the local and S3 stores are filled once by a cold chkpt run; "
+        f"memory:// lives in one process, so each process that measures it first copies the local store's "
+        f"files into it (same layout), untimed. Then {LOAD_ROUNDS} rounds, each running every store x (each "
+        f"loaded, load=True, floor) once, one further on each round; every figure is the best of its "
+        f"{LOAD_ROUNDS}.",
+        f"Each measurement is one fresh process of this interpreter, timed as the Core table's warm rerun: "
+        f"pipeline.run(config) alone, after chkpt and the stages' module are imported and the pipeline built, "
+        f"so chkpt's per-process caches (code fingerprints, the one ast parse of the stages' module) are cold "
+        f"as there. 'Each stage loaded and verified': the {CHAIN} chain stages plus collect, with "
+        f"Config(load=<the {CHAIN} chain stages>, store=<the same>, dir=<store>), so each checkpoint is found "
+        f"(a stat; on S3 a HEAD), read (on S3 a GET), verified and decoded, and collect computes; since the "
+        f"run may store, it first probes that the store is writable (on S3 a put and a delete). Checked: "
+        f"{CHAIN} loaded and collect's value {CHAIN}. 'load=True': the chain alone with Config(load=True); "
+        f"only its last stage loads (checked: 1 loaded, the chain's value), and its total is still divided "
+        f"by {CHAIN}. 'x floor': the store's time over its floor, what chkpt adds to fetching the bytes.",
+        f"Floor per store: the bytes of the same {CHAIN} checkpoint files/objects, each read once in a fresh "
+        f"process: open + read (local; no json.load, unlike the Core table's floor) or fs.cat_file (memory://, "
+        f"S3), the file system taken from fsspec.core.url_to_fs(url, **storage_options) inside the timer, as "
+        f"chkpt's run does. Before its timer, every memory:// and S3 process opens the file system and reads "
+        f"one small object outside the store, so the client's set-up (for S3: botocore's client, the aiohttp "
+        f"session, the first connection) is in no figure (chkpt's run then gets fsspec's cached instance); "
+        f"the last row shows that opening (best over the store's processes), which a warm rerun in a fresh "
+        f"process pays once.",
     ]
 
 
@@ -1143,7 +1243,7 @@ PARALLEL: SectionList = (
     ("Dask cluster", measure_cluster),
     ("threads", measure_threads),
 )
-STORES: SectionList = (("runs sharing a folder", measure_stores),)
+STORES: SectionList = (("runs sharing a folder", measure_stores), ("warm loads by store", measure_store_loads))
 
 
 def run_sections(sections: SectionList) -> tuple[list[Row], float]:
@@ -1191,7 +1291,7 @@ def main() -> None:
             tables.append(("Parallel executors: processes, a Dask cluster, threads", rows, seconds, parallel_notes()))
         if stores:
             rows, seconds = run_sections(STORES)
-            tables.append(("Stores: runs that share a checkpoint folder", rows, seconds, stores_notes()))
+            tables.append(("Stores: runs sharing a folder; warm loads by store", rows, seconds, stores_notes()))
     finally:
         if not options.keep:
             shutil.rmtree(WORK, ignore_errors=True)

@@ -11,6 +11,9 @@ the run's folder, which `main` puts on sys.path and on PYTHONPATH, so that the r
 
 The child measures every variant of its row in rounds, one of each per round (each round on fresh folders), so a
 slow spell of the machine hits them alike, and keeps the minimum of each.
+
+The table's warm loads by store (`warm_loads`) are another child: it starts moto's S3 server in a thread, fills the
+stores, then runs each measurement in a fresh process (`loader`), in rounds as above.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from parallel_workloads import _calibrate  # the parallel rows' calibration, for their spin and this one's
+from workloads import chkpt_chain  # the Core table's chain run, so the local row compares with its row
 
 BENCH = Path(__file__).resolve().parent
 CALLS = "BENCH_STORE_CALLS"  # the environment variable naming the file that counts stage calls
@@ -229,6 +233,175 @@ def shared_runs(root: str, stages: int, runs: int, rounds: int, seconds: float) 
     for name in variants:
         result[name] = failed.get(name) or {"wall": min(walls[name]), "walls": walls[name], "rounds": checks[name]}
     return result
+
+
+# --- warm loads of a 200-stage chain from a folder, memory:// and moto's S3 ---------------------------------------
+
+LOADER = f"import sys; sys.path.insert(0, {str(BENCH)!r}); import store_workloads; store_workloads.loader()"
+BUCKET = "chkpt-bench"
+STORES = ("local", "memory", "s3")
+TASKS = ("all", "target", "floor")
+
+
+def loader() -> None:
+    """One measurement of `warm_loads` in a fresh process: `python -c LOADER JSON`; prints `load_once(**JSON)` as
+    one JSON line. A fresh process per measurement, as the Core table's warm rerun, so chkpt's per-process caches
+    (code fingerprints, the parse of the stages' module) are cold each time."""
+    if hasattr(signal, "alarm"):
+        signal.alarm(RUN_LIMIT)
+    print(json.dumps(load_once(**json.loads(sys.argv[1]))))
+
+
+def load_once(
+    task: str, store: str, url: str, options: dict[str, Any], module: str, source: str, paths: list[str]
+) -> dict[str, Any]:
+    """TASK on the chain of `module` (the Core table's bound chain) with its checkpoints at `url`.
+
+    task "setup": compute and store every stage (the cold run that fills a store). "all": the chain's stages plus
+    `collect(*xs)` taking all of them, with Config(load=<chain stages>, store=<the same>), so every chain checkpoint
+    is read and verified and only collect computes (the Core table's "every stage loaded"). "target": the chain
+    with Config(load=True), where only its last stage loads. "floor": read the bytes of each checkpoint named in
+    `paths` (relative to the store's root) once: open + read of the file, or the file system's cat_file.
+
+    Before the timer: for store "memory", the files of the local store `source` are copied into memory://
+    (same layout; a memory store lives in its process); for "memory" and "s3", the file system is opened and one
+    small object outside the store is read (`connect`: the client's set-up and first request, reported apart).
+    chkpt's run opens the file system again, getting fsspec's cached instance, inside the timer. Timed as
+    bench/workloads.py's chkpt_chain: import of the stages' module, build, then pipeline.run alone ("run").
+    """
+
+    connect = 0.0
+    if store != "local":
+        import fsspec.core
+
+        fs, root = fsspec.core.url_to_fs(url, **options)
+        warmup = fs._strip_protocol(f"{BUCKET}/warmup" if store == "s3" else "/warmup")
+        if store == "memory":
+            fs.pipe_file(warmup, b"warm-up")
+            for path in sorted(Path(source).rglob("*")):
+                if path.is_file():
+                    fs.pipe_file(f"{root}/{path.relative_to(source).as_posix()}", path.read_bytes())
+        del fs
+        started = clock()
+        fs, root = fsspec.core.url_to_fs(url, **options)
+        fs.cat_file(warmup)
+        connect = clock() - started
+    if task == "floor":
+        started = clock()
+        if store == "local":
+            for rel in paths:
+                with open(os.path.join(url, rel), "rb") as file:
+                    file.read()
+        else:
+            fs, root = fsspec.core.url_to_fs(url, **options)
+            for rel in paths:
+                fs.cat_file(f"{root}/{rel}")
+        return {"run": clock() - started, "connect": connect, "files": len(paths)}
+    return {**chkpt_chain(module, url, task, options), "connect": connect}
+
+
+def _load_child(**args: Any) -> dict[str, Any]:
+    """`load_once(**args)` in a fresh process of this interpreter; RuntimeError with its last stderr line if it
+    fails."""
+    proc = subprocess.run(
+        [sys.executable, "-c", LOADER, json.dumps(args)], capture_output=True, text=True, timeout=RUN_LIMIT
+    )
+    if proc.returncode != 0:
+        lines = proc.stderr.strip().splitlines() or [f"exit status {proc.returncode}"]
+        raise RuntimeError(lines[-1][:70])
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def warm_loads(root: str, module: str, stages: int, rounds: int) -> dict[str, Any]:
+    """Warm loads of the `stages`-stage chain of `module` from three stores: a local folder, memory:// and
+    s3:// on moto's S3 server (started here, in a thread, on 127.0.0.1, so it shares this machine's cores with the
+    measured process). The local and S3 stores are filled once by a setup run of chkpt; the memory store is a copy
+    of the local one, made by each measuring process before its timer.
+
+    In each of `rounds` rounds, every (store, task) of STORES x TASKS runs once in a fresh process (`load_once`),
+    each round starting one further on. Returns for each "store/task" the fastest result and its run times, or why
+    it failed; for the chkpt tasks, the loaded count is checked (all: `stages`, target: 1) and the value
+    (all: `stages`, target: the chain's sum)."""
+    import importlib.util
+    import socket
+
+    local = str(Path(root) / "local")
+    urls: dict[str, tuple[str, dict[str, Any]]] = {"local": (local, {})}
+    result: dict[str, Any] = {"stages": stages}
+    if importlib.util.find_spec("fsspec") is None:
+        result.update({f"{store}/{task}": "fsspec not installed" for store in ("memory", "s3") for task in TASKS})
+    else:
+        urls["memory"] = (f"memory://{BUCKET}/chain", {})
+    server = None
+    if "memory" in urls and all(importlib.util.find_spec(name) for name in ("s3fs", "moto")):
+        import logging
+
+        import s3fs
+        from moto.server import ThreadedMotoServer
+
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)  # not a line on stderr per request
+
+        with socket.socket() as probe:  # a free port; moto's server takes a fixed one
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        server.start()
+        options = {"endpoint_url": f"http://127.0.0.1:{port}", "key": "testing", "secret": "testing"}
+        s3 = s3fs.S3FileSystem(**options)
+        s3.mkdir(BUCKET)
+        s3.pipe_file(f"{BUCKET}/warmup", b"warm-up")
+        urls["s3"] = (f"s3://{BUCKET}/chain", options)
+    elif "memory" in urls:
+        result.update({f"s3/{task}": "s3fs or moto not installed" for task in TASKS})
+    try:
+        common = {"module": module, "source": local, "paths": []}
+        for store in ("local", "s3"):
+            if store in urls:
+                url, options = urls[store]
+                setup = _load_child(task="setup", store=store, url=url, options=options, **common)
+                if setup["computed"] != stages + 1:
+                    raise RuntimeError(f"setup of {store}: {setup}")
+        paths = sorted(path.relative_to(local).as_posix() for path in Path(local).glob("s*/*.json"))
+        if len(paths) != stages:
+            raise RuntimeError(f"{len(paths)} checkpoint files in the local store, expected {stages}")
+        if "s3" in urls:
+            found = {f.removeprefix(f"{BUCKET}/chain/") for f in s3.find(f"{BUCKET}/chain")}
+            if not set(paths) <= found:
+                raise RuntimeError("the S3 store's layout differs from the local store's")
+        common["paths"] = paths
+        result["bytes"] = sum((Path(local) / path).stat().st_size for path in paths) // len(paths)
+        expected = {"all": stages, "target": stages * (stages - 1) // 2}
+        names = [f"{store}/{task}" for store in urls for task in TASKS]
+        runs: dict[str, list[float]] = {name: [] for name in names}
+        best: dict[str, dict[str, Any]] = {}
+        failed: dict[str, str] = {}
+        for round in range(rounds):
+            shift = round % len(names)
+            for name in names[shift:] + names[:shift]:
+                if name in failed:
+                    continue
+                store, task = name.split("/")
+                url, options = urls[store]
+                try:
+                    measured = _load_child(task=task, store=store, url=url, options=options, **common)
+                except (RuntimeError, subprocess.TimeoutExpired, ValueError) as exc:
+                    failed[name] = f"failed: {exc}"
+                    continue
+                if task != "floor":
+                    loaded = stages if task == "all" else 1
+                    if measured["loaded"] != loaded or measured["value"] != expected[task]:
+                        failed[name] = f"loaded {measured['loaded']} (expected {loaded}), value {measured['value']}"
+                        continue
+                runs[name].append(measured["run"])
+                if name not in best or measured["run"] < best[name]["run"]:
+                    best[name] = measured
+        for name in names:
+            result[name] = failed.get(name) or {**best[name], "runs": runs[name]}
+        return result
+    finally:
+        if server is not None:
+            server.stop()
 
 
 if __name__ == "__main__":

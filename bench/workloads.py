@@ -26,8 +26,23 @@ def main() -> None:
 # --- warm rerun of a 200-stage chain ----------------------------------------------------------------------------
 
 
-def chkpt_chain(module: str, store: str, mode: str) -> dict[str, Any]:
-    """Run a chain of chkpt stages with its checkpoints in `store`.
+def chain_of(mod: Any, mode: str) -> tuple[Any, list[str]]:
+    """The chain of `mod.STAGES` (for modes "setup" and "all", with `mod.collect` taking every chain stage) and
+    its stages' names."""
+    stages = mod.STAGES
+    pipeline = () >> stages[0]
+    chain = [pipeline]
+    for stage in stages[1:]:
+        pipeline = pipeline >> stage
+        chain.append(pipeline)
+    if mode in ("setup", "all"):
+        pipeline = tuple(chain) >> mod.collect
+    return pipeline, [stage.name for stage in stages]
+
+
+def chkpt_chain(module: str, store: str, mode: str, storage_options: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Run a chain of chkpt stages with its checkpoints in `store` (a folder, or an fsspec URL opened with
+    `storage_options`).
 
     mode "setup": compute and store every stage (a cold run that fills the store).
     mode "target": the chain with load=True; only its last stage is loaded, nothing upstream is needed.
@@ -39,21 +54,14 @@ def chkpt_chain(module: str, store: str, mode: str) -> dict[str, Any]:
     started = clock()
     mod = importlib.import_module(module)
     imported = clock()
-    stages = mod.STAGES
-    names = [stage.name for stage in stages]
-    pipeline = () >> stages[0]
-    chain = [pipeline]
-    for stage in stages[1:]:
-        pipeline = pipeline >> stage
-        chain.append(pipeline)
-    if mode in ("setup", "all"):
-        pipeline = tuple(chain) >> mod.collect
+    pipeline, names = chain_of(mod, mode)
+    extra: dict[str, Any] = {"storage_options": storage_options} if storage_options else {}
     if mode == "setup":
-        config = chkpt.Config(load=False, store=True, dir=store, verbose=False)
+        config = chkpt.Config(load=False, store=True, dir=store, verbose=False, **extra)
     elif mode == "target":
-        config = chkpt.Config(load=True, dir=store, verbose=False)
+        config = chkpt.Config(load=True, dir=store, verbose=False, **extra)
     else:
-        config = chkpt.Config(load=names, store=names, dir=store, verbose=False)
+        config = chkpt.Config(load=names, store=names, dir=store, verbose=False, **extra)
     built = clock()
     run = pipeline.run(config)
     ran = clock()
@@ -64,6 +72,7 @@ def chkpt_chain(module: str, store: str, mode: str) -> dict[str, Any]:
         "run": ran - built,
         "loaded": outcomes.count("loaded"),
         "computed": len(outcomes) - outcomes.count("loaded"),
+        "value": run.value,
     }
 
 
