@@ -63,7 +63,6 @@ class RemoteStore:
         self.url = url
         self.storage_options = dict(storage_options or {})
         self.on_error = on_error
-        self.durable = True
         try:
             self.fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
         except (ImportError, ValueError) as exc:
