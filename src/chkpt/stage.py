@@ -357,6 +357,7 @@ def _unpickle_stage(
 ) -> Stage[..., Any]:
     """Rebuild a pickled Stage: `func` is the callable itself, or (module, qualified name) of a function, whose
     module attribute may be the decorated Stage."""
+    shared_key: tuple[Any, ...] | None = None
     if isinstance(func, tuple) and all(type(value) in _SCALARS for value in params.values()):
         # A worker unpickles the same few stages for thousands of tasks, and building a Stage (checking it,
         # digesting its parameters) cost more than the task; a Stage is never changed, so equal ones are shared.
@@ -366,13 +367,16 @@ def _unpickle_stage(
         try:
             stage = _shared.get(shared_key)
         except TypeError:  # an unhashable watch
-            return _rebuild(func, name, version, format, mmap, watch, params)
-        if stage is None:
-            if len(_shared) >= 1024:
-                _shared.clear()
-            stage = _shared[shared_key] = _rebuild(func, name, version, format, mmap, watch, params)
-        return stage
-    return _rebuild(func, name, version, format, mmap, watch, params)
+            shared_key = None
+        else:
+            if stage is not None:
+                return stage
+    stage = Stage(_function(func), name=name, version=version, format=format, mmap=mmap, watch=watch, params=params)
+    if shared_key is not None:
+        if len(_shared) >= 1024:
+            _shared.clear()
+        _shared[shared_key] = stage
+    return stage
 
 
 _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
@@ -381,21 +385,15 @@ _SCALARS = frozenset({str, int, float, bool, bytes, type(None)})
 _shared: dict[tuple[Any, ...], Stage[..., Any]] = {}
 
 
-def _rebuild(
-    func: Any,
-    name: str,
-    version: str | int | None,
-    format: str | None,
-    mmap: bool,
-    watch: Callable[[], bytes] | None,
-    params: dict[str, Any],
-) -> Stage[..., Any]:
-    if isinstance(func, tuple):
-        import importlib
+def _function(func: Any) -> Any:
+    """The function a pickled Stage names: `func` itself, or the one found at (module, qualified name), taken
+    out of the Stage that a decorated function's module attribute is."""
+    if not isinstance(func, tuple):
+        return func
+    import importlib
 
-        module, qualname = func
-        found: Any = importlib.import_module(module)
-        for part in qualname.split("."):
-            found = getattr(found, part)
-        func = found.func if isinstance(found, Stage) else found
-    return Stage(func, name=name, version=version, format=format, mmap=mmap, watch=watch, params=params)
+    module, qualname = func
+    found: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        found = getattr(found, part)
+    return found.func if isinstance(found, Stage) else found
