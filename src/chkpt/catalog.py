@@ -65,7 +65,40 @@ _AGE_FORMS = (
 )
 
 
-class Checkpoint:
+class _Frozen:
+    """A value class whose fields, named in `_FIELDS` (in the order `repr` shows them), are set once by
+    `_set` and compare, hash and print as a tuple of them."""
+
+    __slots__ = ()
+    _FIELDS: tuple[str, ...] = ()
+
+    def _set(self, **fields: object) -> None:
+        for name, value in fields.items():
+            object.__setattr__(self, name, value)
+
+    def _fields(self) -> tuple[object, ...]:
+        return tuple(getattr(self, name) for name in self._FIELDS)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot set {name!r}")
+
+    def __delattr__(self, name: str) -> None:
+        raise AttributeError(f"{type(self).__name__} is frozen: cannot delete {name!r}")
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, type(self)):
+            return NotImplemented
+        return self._fields() == other._fields()
+
+    def __hash__(self) -> int:
+        return hash(self._fields())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._FIELDS, self._fields(), strict=True))
+        return f"{type(self).__name__}({shown})"
+
+
+class Checkpoint(_Frozen):
     """One whole checkpoint in a store (frozen).
 
     `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
@@ -76,6 +109,7 @@ class Checkpoint:
     """
 
     __slots__ = ("bytes", "created", "files", "key", "stage", "used")
+    _FIELDS = ("stage", "key", "created", "bytes", "files", "used")
 
     stage: str
     key: str
@@ -87,38 +121,11 @@ class Checkpoint:
     def __init__(
         self, stage: str, key: str, created: float, bytes: int, files: tuple[str, ...], used: float | None = None
     ) -> None:
-        object.__setattr__(self, "used", created if used is None else max(used, created))
-        object.__setattr__(self, "stage", stage)
-        object.__setattr__(self, "key", key)
-        object.__setattr__(self, "created", created)
-        object.__setattr__(self, "bytes", bytes)
-        object.__setattr__(self, "files", tuple(files))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Checkpoint is frozen: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Checkpoint is frozen: cannot delete {name!r}")
-
-    def _fields(self) -> tuple[str, str, float, int, tuple[str, ...], float]:
-        return (self.stage, self.key, self.created, self.bytes, self.files, self.used)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Checkpoint):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (
-            f"Checkpoint(stage={self.stage!r}, key={self.key!r}, created={self.created!r}, bytes={self.bytes!r}, "
-            f"files={self.files!r}, used={self.used!r})"
-        )
+        used = created if used is None else max(used, created)
+        self._set(stage=stage, key=key, created=created, bytes=bytes, files=tuple(files), used=used)
 
 
-class Collected:
+class Collected(_Frozen):
     """What `Store.gc` removed, or with `dry_run=True` would remove (frozen).
 
     `removed`: the checkpoints removed. `bytes_freed`: the sizes of every file removed (those checkpoints' files,
@@ -127,6 +134,7 @@ class Collected:
     """
 
     __slots__ = ("bytes_freed", "removed", "skipped_locked", "temporaries")
+    _FIELDS = ("removed", "bytes_freed", "temporaries", "skipped_locked")
 
     removed: tuple[Checkpoint, ...]
     bytes_freed: int
@@ -140,32 +148,11 @@ class Collected:
         temporaries: int = 0,
         skipped_locked: tuple[Checkpoint, ...] = (),
     ) -> None:
-        object.__setattr__(self, "removed", tuple(removed))
-        object.__setattr__(self, "bytes_freed", bytes_freed)
-        object.__setattr__(self, "temporaries", temporaries)
-        object.__setattr__(self, "skipped_locked", tuple(skipped_locked))
-
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"Collected is frozen: cannot set {name!r}")
-
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"Collected is frozen: cannot delete {name!r}")
-
-    def _fields(self) -> tuple[tuple[Checkpoint, ...], int, int, tuple[Checkpoint, ...]]:
-        return (self.removed, self.bytes_freed, self.temporaries, self.skipped_locked)
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, Collected):
-            return NotImplemented
-        return self._fields() == other._fields()
-
-    def __hash__(self) -> int:
-        return hash(self._fields())
-
-    def __repr__(self) -> str:
-        return (
-            f"Collected(removed={self.removed!r}, bytes_freed={self.bytes_freed!r}, "
-            f"temporaries={self.temporaries!r}, skipped_locked={self.skipped_locked!r})"
+        self._set(
+            removed=tuple(removed),
+            bytes_freed=bytes_freed,
+            temporaries=temporaries,
+            skipped_locked=tuple(skipped_locked),
         )
 
 
