@@ -32,14 +32,13 @@ belong to a write in progress, in this process or on another machine sharing the
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
 
 from .errors import ConfigError, StoreError
 from .stage import Stage
-from .store import _HEAD, META, LocalStore, _fsync_folder, folder_name
+from .store import META, Damaged, LocalStore, _fsync_folder, folder_name, parse_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -448,17 +447,10 @@ def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
             data = file.readline(_RECORD_LIMIT) if inline else file.read(_RECORD_LIMIT)
     except OSError:
         return None
-    if inline:
-        if not data.startswith(_HEAD):
-            return None
-        data = data[len(_HEAD) :].rstrip().removesuffix(b",")
     try:
-        record = json.loads(data)
-    except ValueError:
+        return parse_record(data, key, inline)
+    except Damaged:
         return None
-    if not isinstance(record, dict) or record.get("key") != key:
-        return None
-    return record
 
 
 def _open_unseen(path: str) -> int:

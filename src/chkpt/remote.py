@@ -139,10 +139,7 @@ class RemoteStore:
         return value, int(record["bytes"])
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
-        data = self._fetch(self.marker(stage_name, key, format_name))
-        if is_inline(format_name):
-            data = data.partition(b"\n")[0][len(b'{"chkpt": ') :].rstrip().removesuffix(b",")
-        return parse_record(data, key)
+        return parse_record(self._fetch(self.marker(stage_name, key, format_name)), key, is_inline(format_name))
 
     def _fetch(self, path: str) -> bytes:
         try:

@@ -265,10 +265,9 @@ class LocalStore:
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
         path = self.marker(stage_name, key, format_name)
+        inline = is_inline(format_name)
         with open(path, "rb") as file:
-            head = file.readline() if is_inline(format_name) else file.read()
-        text = head[len(_HEAD) :].rstrip().removesuffix(b",") if is_inline(format_name) else head
-        return parse_record(text, key)
+            return parse_record(file.readline() if inline else file.read(), key, inline)
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -360,11 +359,16 @@ def full_record(record: dict[str, Any], codec: Codec, key: str, size: int, check
     return json.dumps(full, indent=1).encode("ascii")
 
 
-def parse_record(text: bytes, key: str) -> dict[str, Any]:
-    """A record read from its file (or a JSON checkpoint's first line, without its framing); Damaged if it is not
-    chkpt's record for `key`."""
+def parse_record(data: bytes, key: str, inline: bool) -> dict[str, Any]:
+    """The record in `data`: a record file's content, or with `inline` a JSON checkpoint (its first line, at
+    least); Damaged if it is not chkpt's record for `key`."""
+    if inline:
+        head = data.partition(b"\n")[0]
+        if not head.startswith(_HEAD):
+            raise Damaged("its first line is not a chkpt record")
+        data = head[len(_HEAD) :].rstrip().removesuffix(b",")
     try:
-        record = json.loads(text)
+        record = json.loads(data)
     except ValueError:
         raise Damaged("its record is not valid JSON") from None
     if not isinstance(record, dict) or record.get("key") != key:
