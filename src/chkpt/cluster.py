@@ -18,7 +18,7 @@ import time
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
 from .errors import ChkptError, ConfigError, StagesFailed
-from .plan import Replan
+from .plan import Reads, Replan
 from .records import StageRecord
 from .store import Damaged
 
@@ -289,7 +289,7 @@ def _follow(
             for item in step.inputs:
                 if isinstance(item, int) and item in futures:
                     consumers.setdefault(item, []).append(step.number)
-    unread = {number: len(readers) for number, readers in consumers.items()}
+    reads = Reads(plan)
     target = plan.target
     waiting = set(futures)
     failed: list[Step] = []
@@ -321,11 +321,8 @@ def _follow(
             else:
                 runner.report_computed(step, seconds, size, detail)
             if step.action == "compute":
-                for item in step.inputs:
-                    if isinstance(item, int) and item in unread:
-                        unread[item] -= 1
-                        if unread[item] == 0 and item != target.number:
-                            futures.pop(item, None)
+                for item in reads.finished(step):
+                    futures.pop(item, None)
     if waiting:
         _stop_and_settle(client, topic, futures, waiting, by_key, runner, news)
     if damaged is not None:

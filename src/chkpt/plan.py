@@ -93,6 +93,36 @@ class Plan:
         return self.steps[-1]
 
 
+class Reads:
+    """Which values a run can let go of: for each step, how many of the steps to compute still read it, counted
+    per input (a stage may read one value twice). The target's value is always kept."""
+
+    __slots__ = ("_unread",)
+
+    def __init__(self, plan: Plan) -> None:
+        target = plan.target.number
+        unread: dict[int, int] = {}
+        for step in plan.steps:
+            if step.action == "compute":
+                for item in step.inputs:
+                    if isinstance(item, int) and item != target:
+                        unread[item] = unread.get(item, 0) + 1
+        self._unread = unread
+
+    def finished(self, step: Step) -> list[int]:
+        """Count the reads of computed `step` as done; returns the numbers of its inputs that nothing still to
+        run reads."""
+        unread = self._unread
+        done = []
+        for item in step.inputs:
+            if isinstance(item, int) and item in unread:
+                unread[item] -= 1
+                if not unread[item]:
+                    del unread[item]
+                    done.append(item)
+        return done
+
+
 def make_plan(
     pipeline: Pipeline[Any],
     config: Config,

@@ -16,7 +16,7 @@ from .compute import compute_step, note_stage, record_fields, watched_upstream, 
 from .config import Config
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
-from .plan import Plan, Replan, Step, make_plan
+from .plan import Plan, Reads, Replan, Step, make_plan
 from .records import Run, StageRecord
 from .store import Damaged, LocalStore
 from .threads import execute_on_threads
@@ -127,19 +127,13 @@ class _Runner:
         self.values: dict[str, Any] = {}
         self.records: list[StageRecord] = []
         self.logger = _logger()
-        self._unread: dict[int, int] = {}
+        self._reads: Reads | None = None  # of the plan execute_parallel runs
 
     def execute(self, plan: Plan) -> Any:
         # A plan lists every step after its inputs, so running them in that order is running them as soon as
         # they are ready; sorting them again would only cost time.
         steps = plan.steps
-        target = plan.target
-        consumers = [0] * len(steps)
-        for step in steps:
-            if step.action == "compute":
-                for item in step.inputs:
-                    if isinstance(item, int):
-                        consumers[item] += 1
+        reads = Reads(plan)
         carries: dict[int, frozenset[int]] = {}
         watching = any(step.watched is not None for step in steps)
         position = 0
@@ -148,15 +142,12 @@ class _Runner:
                 position += 1
                 upstream = watched_upstream(step, carries) if watching else frozenset()
                 self._compute(step, steps, position, [steps[i] for i in upstream])
-                for item in step.inputs:
-                    if isinstance(item, int):
-                        consumers[item] -= 1
-                        if consumers[item] == 0 and item != target.number:
-                            # Let go of intermediate values as soon as the last stage that reads them ran.
-                            self.values.pop(steps[item].key, None)
+                for item in reads.finished(step):
+                    # Let go of intermediate values as soon as the last stage that reads them ran.
+                    self.values.pop(steps[item].key, None)
             elif step.action == "load":
                 self._load(step)
-        return self.values[target.key]
+        return self.values[plan.target.key]
 
     def _load(self, step: Step) -> None:
         assert self.store is not None
@@ -251,14 +242,10 @@ class _Runner:
         return numbers
 
     def _let_go(self, step: Step, steps: list[Step]) -> None:
-        """Drop the input values of a computed step that no step still to finish reads (see _unread)."""
-        unread = self._unread
-        for item in step.inputs:
-            if isinstance(item, int) and item in unread:
-                unread[item] -= 1
-                if unread[item] == 0:
-                    del unread[item]
-                    self.values.pop(steps[item].key, None)
+        """Drop the input values of a computed step that no step still to finish reads."""
+        assert self._reads is not None  # set by execute_parallel, the only caller's caller
+        for item in self._reads.finished(step):
+            self.values.pop(steps[item].key, None)
 
     def _drain(
         self,
@@ -287,14 +274,7 @@ class _Runner:
             elif step.action != "skip":
                 sorter.add(step.number)
         sorter.prepare()
-        # How many compute steps read each step's value; the target's is never dropped.
-        unread: dict[int, int] = {}
-        self._unread = unread
-        for step in steps:
-            if step.action == "compute":
-                for item in step.inputs:
-                    if isinstance(item, int) and item != plan.target.number:
-                        unread[item] = unread.get(item, 0) + 1
+        self._reads = Reads(plan)
         carries: dict[int, frozenset[int]] = {}
         running: dict[concurrent.futures.Future[Any], tuple[Step, int]] = {}
         failures: list[tuple[Step, BaseException]] = []

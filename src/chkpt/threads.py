@@ -21,7 +21,7 @@ from collections import deque
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
 from .errors import StagesFailed, StoreError
-from .plan import Replan
+from .plan import Reads, Replan
 from .records import StageRecord
 from .store import Damaged
 
@@ -52,15 +52,12 @@ class _Schedule:
         self.ready: deque[int] = deque()
         self.unfinished: dict[int, int] = {}  # per compute step: inputs not finished yet
         self.readers: dict[int, list[int]] = {}  # per step: the compute steps that read it
-        self.unread: dict[int, int] = {}  # per step: readers not finished yet (the target is kept)
+        self.reads = Reads(plan)
         for step in steps:
             if step.action == "compute":
                 inputs = {i for i in step.inputs if isinstance(i, int)}
                 for i in inputs:
                     self.readers.setdefault(i, []).append(step.number)
-                for item in step.inputs:  # counted as often as _compute counts them off: a step may read one twice
-                    if isinstance(item, int) and item != plan.target.number:
-                        self.unread[item] = self.unread.get(item, 0) + 1
                 self.unfinished[step.number] = sum(steps[i].action != "reuse" for i in inputs)
                 if not self.unfinished[step.number]:
                     self.ready.append(step.number)
@@ -245,13 +242,8 @@ def _compute(
         else:
             schedule.deferred.append(lambda: runner.report_computed(step, seconds, size, unstored))
         _done(schedule, step)
-        unread = schedule.unread
-        for item in step.inputs:
-            if isinstance(item, int) and item in unread:
-                unread[item] -= 1
-                if unread[item] == 0:
-                    del unread[item]
-                    runner.values.pop(steps[item].key, None)
+        for item in schedule.reads.finished(step):
+            runner.values.pop(steps[item].key, None)
 
     return computed
 
