@@ -103,11 +103,31 @@ def big_stages() -> str:
     )
 
 
+# A CPU-bound stage: a pure-Python loop of `n` steps, which holds one core and the GIL for as long as it runs.
+SPIN = "def spin(n=0, j=0):\n    x = j\n    for _ in range(n):\n        x += 1\n    return x\n\n\n"
+
+
 def parallel_functions() -> str:
-    """The stages of the parallel executors' first row: a CPU-bound spin of `n` steps (pure Python, so it holds
-    one core and the GIL for as long as it runs) and a trivial join of two values."""
-    return (
-        HEADER
-        + "def spin(n=0, j=0):\n    x = j\n    for _ in range(n):\n        x += 1\n    return x\n\n\n"
-        + "def join(a, b):\n    return a + b\n"
-    )
+    """The stages of the parallel executors' first row: `spin` and a trivial join of two values."""
+    return HEADER + SPIN + "def join(a, b):\n    return a + b\n"
+
+
+def store_functions(stages: int, calls_variable: str) -> str:
+    """The stages of the Stores table's shared runs: `stages` plain functions s0 .. s{stages-1} forming a chain
+    (s0(n), then s_i(x, n)), each noting its call (a line appended to the file named by the environment variable
+    `calls_variable`: an append of a short line is atomic, so runs in several processes can share the file) and
+    then spinning n steps, and STAGES, the list of them in order. Plain functions, so that chkpt (Stage) and
+    joblib (Memory.cache) wrap the same code."""
+    parts = [
+        HEADER,
+        "import os\n\n\n",
+        "def note(name):\n",
+        f'    with open(os.environ["{calls_variable}"], "a") as file:\n',
+        '        file.write(f"{name} {os.getpid()}\\n")\n\n\n',
+        SPIN,
+        'def s0(n=0):\n    note("s0")\n    return spin(n, 0)\n',
+    ]
+    for i in range(1, stages):
+        parts.append(f'\n\ndef s{i}(x, n=0):\n    note("s{i}")\n    return spin(n, x) + {i}\n')
+    parts.append("\n\nSTAGES = [" + ", ".join(f"s{i}" for i in range(stages)) + "]\n")
+    return "".join(parts)

@@ -13,23 +13,16 @@ them alike, and keeps the minimum of each.
 
 from __future__ import annotations
 
-import json
-import os
-import sys
 import time
 from typing import Any
 
-from workloads import _best  # the same best-of rule as the core graph rows
+from workloads import _best, serve  # the same best-of rule as the core graph rows; the child entry point
 
 clock = time.perf_counter
 
 
 def main() -> None:
-    name, args = sys.argv[1], json.loads(sys.argv[2])
-    workdir = args.pop("workdir")
-    sys.path.insert(0, workdir)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workdir, os.environ.get("PYTHONPATH")]))
-    print(json.dumps(globals()[name](**args)))
+    serve(globals())
 
 
 # --- two independent ~1 s CPU-bound stages and a join ------------------------------------------------------------

@@ -170,7 +170,7 @@ def write_modules(core: bool, formats: bool, parallel: bool, stores: bool) -> No
         modules["layer_funcs"] = chains.layer_functions()
         modules["parallel_funcs"] = chains.parallel_functions()
     if stores:
-        modules["store_funcs"] = store_workloads.stage_module(STORE_STAGES)
+        modules["store_funcs"] = chains.store_functions(STORE_STAGES, store_workloads.CALLS)
         modules["chain_bound"] = chains.chkpt_chain_bound(CHAIN)  # the Core table's bound chain, for warm loads
     # Date the files an hour back: a warm rerun is a run of code that was not just edited (chkpt double-checks
     # source files modified around its process's start, which a file written a second ago would be).

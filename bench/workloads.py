@@ -17,10 +17,19 @@ from typing import Any
 clock = time.perf_counter
 
 
-def main() -> None:
+def serve(functions: dict[str, Any]) -> None:
+    """A child's entry point: call functions[NAME](**JSON) (from argv) and print its result as one JSON line.
+    The run's folder of generated modules goes on sys.path, and on PYTHONPATH for processes the child starts
+    (pools, Dask's nannies, runs at once), which import those modules too."""
     name, args = sys.argv[1], json.loads(sys.argv[2])
-    sys.path.insert(0, args.pop("workdir"))
-    print(json.dumps(globals()[name](**args)))
+    workdir = args.pop("workdir")
+    sys.path.insert(0, workdir)
+    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workdir, os.environ.get("PYTHONPATH")]))
+    print(json.dumps(functions[name](**args)))
+
+
+def main() -> None:
+    serve(globals())
 
 
 # --- warm rerun of a 200-stage chain ----------------------------------------------------------------------------
