@@ -206,7 +206,10 @@ def test_the_checkpoint_is_a_plain_npy_file(numpy_store: tuple[Path, dict[str, A
     assert meta["codec"] == "numpy"
     assert meta["bytes"] == value_file.stat().st_size == report["bytes"]
     assert value_file.stat().st_size == NBYTES + 128  # the .npy header of a 1-d float64 array
-    assert sorted(p.name for p in (directory / "big").iterdir()) == sorted([value_file.name, meta_file.name])
+    # Beside them, only the folder's index, a line for the one checkpoint stored.
+    assert sorted(p.name for p in (directory / "big").iterdir()) == sorted([".index", value_file.name, meta_file.name])
+    lines = (directory / "big" / ".index").read_text(encoding="ascii").splitlines()
+    assert [json.loads(line)[0] for line in lines] == [report["key"]]
 
 
 def test_the_checkpoint_checksum_covers_the_file(numpy_store: tuple[Path, dict[str, Any]]) -> None:

@@ -167,7 +167,7 @@ def test_store_takes_a_path(tmp_path: Path) -> None:
 def test_checkpoint_and_collected_are_frozen_values(store: dict[str, Any]) -> None:
     first, *_ = chkpt.Store(store["dir"]).checkpoints()
     with pytest.raises(AttributeError):
-        first.key = "x"
+        first.key = "x"  # type: ignore[misc]
     collected = chkpt.Store(store["dir"]).gc(dry_run=True)
     with pytest.raises(AttributeError):
         collected.bytes_freed = 0
@@ -179,7 +179,12 @@ def test_checkpoint_and_collected_are_frozen_values(store: dict[str, Any]) -> No
 # --- choosing what goes ---------------------------------------------------------------------------------------------
 
 
-def test_gc_keeps_the_newest_of_each_stage_and_runs_load_what_it_kept(store: dict[str, Any]) -> None:
+def test_gc_keeps_the_newest_of_each_stage_and_runs_load_what_it_kept(
+    store: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every load notes its use here (by default, not one within the hour after storing, and these were just
+    # stored, whatever their records' dates).
+    monkeypatch.setattr(chkpt.store, "_USE_RESOLUTION_NS", 0)
     directory = store["dir"]
     before = chkpt.Store(directory).checkpoints()
     sizes = {cp.key: sum(os.path.getsize(path) for path in cp.files) for cp in before}
@@ -201,7 +206,8 @@ def test_gc_keeps_the_newest_of_each_stage_and_runs_load_what_it_kept(store: dic
         for cp in before
         if cp.key in {store["keys"]["table", 3], store["keys"]["blob", 3]}
     ]
-    assert all(cp.used > cp.created for cp in again.removed)
+    # that run loaded blob's; table's, which only blob reads, was not read, so not used
+    assert {cp.stage: cp.used > cp.created for cp in again.removed} == {"blob": True, "table": False}
     assert again.bytes_freed == sum(sizes[store["keys"][stage, 3]] for stage in ("table", "blob"))
 
 
@@ -409,12 +415,19 @@ def test_a_value_file_without_its_record_is_an_orphan_removed_after_an_hour(stor
     assert len(chkpt.Store(directory).checkpoints()) == 5
 
 
+def replace_file(path: Path, text: str) -> None:
+    """Put another file in `path`'s place, as any program that writes atomically does."""
+    other = path.with_name("other")
+    other.write_text(text)
+    os.replace(other, path)
+
+
 def test_a_damaged_record_still_counts_so_it_can_be_removed(store: dict[str, Any]) -> None:
     directory, keys = store["dir"], store["keys"]
     record = directory / "blob" / f"{keys['blob', 3]}.meta.json"
-    record.write_text("not json")
+    replace_file(record, "not json")
     inline = directory / "table" / f"{keys['table', 3]}.json"
-    inline.write_text('{"chkpt": {"key": "someone else"},\n"value": 1\n}\n')
+    replace_file(inline, '{"chkpt": {"key": "someone else"},\n"value": 1\n}\n')
     for path in (record, inline):
         age_off(path, 50 * DAY)
 
@@ -429,6 +442,23 @@ def test_a_damaged_record_still_counts_so_it_can_be_removed(store: dict[str, Any
     assert names(collected.removed) == which(store, ("blob", 3), ("table", 3))
     assert not record.exists() and not (directory / "blob" / f"{keys['blob', 3]}.pkl").exists()
     assert not inline.exists()
+
+
+def test_a_checkpoint_damaged_in_place_is_listed_as_stored_and_a_load_still_refuses_it(
+    store: dict[str, Any],
+) -> None:
+    # A file changed where it is (same inode) is still the file its index entry describes: the listing shows
+    # what was stored, without opening it; the load's checks are what catch the damage.
+    directory, keys = store["dir"], store["keys"]
+    before = {cp.key: cp for cp in chkpt.Store(directory).checkpoints()}
+    inline = directory / "table" / f"{keys['table', 3]}.json"
+    inline.write_text("not a checkpoint")
+    assert {cp.key: cp for cp in chkpt.Store(directory).checkpoints()} == before
+    with pytest.warns(chkpt.ChkptWarning, match=keys["table", 3]):
+        assert (() >> table.bind(n=3))(config(directory, load=True)) == [0, 1, 2]
+    assert calls == {"table": 1}
+    collected = chkpt.Store(directory).gc(keep_last=0, stages=["table"])
+    assert names(collected.removed) == which(store, ("table", 1), ("table", 2), ("table", 3))
 
 
 def test_a_record_goes_before_its_value_so_a_crash_leaves_no_record_without_its_value(
@@ -529,7 +559,7 @@ def test_the_kept_set_is_the_newest_keep_last_plus_those_younger_than_older_than
         assert kept == expected_kept
         assert names(collected.removed) == {(stage, key) for stage, key, _ in checkpoints} - expected_kept
         assert collected.bytes_freed == sum(cp.bytes for cp in collected.removed)
-        on_disk = {p.name.partition(".")[0] for p in Path(folder).rglob("*") if p.is_file()}
+        on_disk = {p.name.partition(".")[0] for p in Path(folder).rglob("*") if p.is_file() and p.name != ".index"}
         assert on_disk == {key for _, key in kept}
 
 
@@ -613,26 +643,25 @@ def test_a_load_notes_its_use_to_the_hour_and_keeps_the_modification_time(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     store = LocalStore(str(tmp_path))
-    store.write("stage", "a" * 32, "json", codecs.get("json"), {"x": 1}, {})
-    marker = tmp_path / "stage" / ("a" * 32 + ".json")
-    modified = time.time_ns() - 3 * 3600 * 10**9
-    os.utime(marker, ns=(time.time_ns() - 2 * 3600 * 10**9, modified))
-    noted: list[object] = []
-    real_utime = os.utime
+    key = "a" * 32
+    store.write("stage", key, "json", codecs.get("json"), {"x": 1}, {"stage": "stage"})
+    marker = tmp_path / "stage" / f"{key}.json"
+    modified = marker.stat().st_mtime_ns
+    notes = tmp_path / "stage" / ".used"
 
-    def utime(path: Any, *args: Any, **kwargs: Any) -> None:
-        noted.append(path)
-        real_utime(path, *args, **kwargs)
+    def listed_use() -> float:
+        (cp,) = chkpt.Store(tmp_path).checkpoints()
+        return cp.used
 
-    # (called directly: a read would let the kernel's relatime move the access time first, as utime just
-    # changed the file's ctime)
-    from chkpt.store import _note_use
-
-    monkeypatch.setattr(os, "utime", utime)
-    _note_use(str(marker))
-    assert len(noted) == 1  # last noted two hours ago: noted now
-    assert marker.stat().st_atime_ns > time.time_ns() - 60 * 10**9
-    assert marker.stat().st_mtime_ns == modified
-    _note_use(str(marker))
-    assert len(noted) == 1  # noted within the hour: a load costs no second write
-    assert store.read("stage", "a" * 32, "json")[0] == {"x": 1}
+    created = listed_use()
+    assert store.read("stage", key, "json")[0] == {"x": 1}
+    assert not notes.exists() and listed_use() == created  # stored within the hour: not noted
+    later = time.time_ns() + 2 * 3600 * 10**9
+    monkeypatch.setattr(time, "time_ns", lambda: later)  # two hours on
+    assert store.read("stage", key, "json")[0] == {"x": 1}
+    assert notes.read_text() == f"{key} {later // 10**9}\n"
+    assert listed_use() == later // 10**9
+    assert marker.stat().st_mtime_ns == modified  # a note is no change of the checkpoint
+    monkeypatch.undo()
+    assert store.read("stage", key, "json")[0] == {"x": 1}
+    assert notes.read_text().count("\n") == 1  # noted within the hour: a load costs no second write

@@ -81,6 +81,16 @@ def stage_files(directory: Path, stage: str = "value") -> set[str]:
     return set(os.listdir(folder)) if folder.exists() else set()
 
 
+INDEX = ".index"
+
+
+def index_keys(directory: Path, stage: str = "value") -> list[str]:
+    """The keys the stage folder's index lists: a line (a JSON array starting with the key) each time a checkpoint
+    was stored there."""
+    lines = (directory / stage / INDEX).read_text(encoding="ascii").splitlines()
+    return [json.loads(line)[0] for line in lines]
+
+
 def meta_path(directory: Path, key: str, stage: str = "value") -> Path:
     return directory / stage / f"{key}.meta.json"
 
@@ -204,8 +214,11 @@ def test_json_is_the_default_format_and_round_trips_a_big_value(tmp_path: Path) 
     value = {"rows": [{"id": i, "name": f"n{i}", "score": i / 7, "tags": ["a", "ü"]} for i in range(3000)]}
     _, loaded = round_trip(tmp_path, value, None)
     assert same(loaded, value)
-    (name,) = stage_files(tmp_path)
+    files = stage_files(tmp_path)
+    assert INDEX in files
+    (name,) = files - {INDEX}
     assert name.endswith(".json")
+    assert index_keys(tmp_path) == [name.removesuffix(".json")]
 
 
 def test_json_refuses_what_it_would_change_and_json_lossy_stores_it_as_json_does(tmp_path: Path) -> None:
@@ -339,9 +352,10 @@ def test_auto_picks_a_safe_codec_by_type_and_loads_it_back(tmp_path: Path, case:
     first = source.run(tmp_path)
     key = key_of(first, "value")
     files = stage_files(tmp_path)
-    assert f"{key}.{extension}" in files
+    assert f"{key}.{extension}" in files and INDEX in files
+    assert index_keys(tmp_path) == [key]
     if codec != "json":
-        assert files == {f"{key}.{extension}", f"{key}.meta.json"}
+        assert files == {f"{key}.{extension}", f"{key}.meta.json", INDEX}
         assert read_meta(meta_path(tmp_path, key))["codec"] == codec
     second = source.run(tmp_path, load=True)
     assert outcomes(second) == [("value", "loaded")], f"auto did not load its own {codec} checkpoint"
@@ -404,7 +418,9 @@ def test_switching_a_stages_format_does_not_load_the_old_checkpoint(tmp_path: Pa
         f"{key_of(first, 'value')}.json",
         f"{key_of(second, 'value')}.pkl",
         f"{key_of(second, 'value')}.meta.json",
+        INDEX,
     }
+    assert index_keys(tmp_path) == [key_of(first, "value"), key_of(second, "value")]
     back = Source(value, format="json")
     assert outcomes(back.run(tmp_path, load=True)) == [("value", "loaded")]
     assert back.calls == 0
@@ -428,11 +444,18 @@ def test_config_format_auto_applies_to_stages_that_name_none(tmp_path: Path) -> 
         return values * 2
 
     run = (array >> doubled).run(config(tmp_path, format="auto"))
-    assert stage_files(tmp_path, "array") == {f"{key_of(run, 'array')}.npy", f"{key_of(run, 'array')}.meta.json"}
+    assert stage_files(tmp_path, "array") == {
+        f"{key_of(run, 'array')}.npy",
+        f"{key_of(run, 'array')}.meta.json",
+        INDEX,
+    }
     assert stage_files(tmp_path, "doubled") == {
         f"{key_of(run, 'doubled')}.pkl",
         f"{key_of(run, 'doubled')}.meta.json",
+        INDEX,
     }
+    assert index_keys(tmp_path, "array") == [key_of(run, "array")]
+    assert index_keys(tmp_path, "doubled") == [key_of(run, "doubled")]
     assert read_meta(meta_path(tmp_path, key_of(run, "array"), "array"))["codec"] == "numpy"
     assert read_meta(meta_path(tmp_path, key_of(run, "doubled"), "doubled"))["codec"] == "pickle"
     again = (array >> doubled).run(config(tmp_path, format="auto", load=True))
@@ -459,7 +482,9 @@ def test_non_json_checkpoints_are_a_value_file_and_a_meta_record(
     monkeypatch.setattr(chkpt.checksums, "_fast", [])  # detect xxhash afresh: it is installed here
     run = Source(make(), format=format).run(tmp_path)
     key = key_of(run, "value")
-    assert stage_files(tmp_path) == {f"{key}.{extension}", f"{key}.meta.json"}
+    # The value file, its record, and the folder's index, a line for the one checkpoint stored.
+    assert stage_files(tmp_path) == {f"{key}.{extension}", f"{key}.meta.json", INDEX}
+    assert index_keys(tmp_path) == [key]
     data = (tmp_path / "value" / f"{key}.{extension}").read_bytes()
     record = read_meta(meta_path(tmp_path, key))
     assert record["codec"] == format
@@ -703,7 +728,9 @@ def test_a_damaged_checkpoint_is_reported_and_recomputed(tmp_path: Path, format:
     assert set(os.listdir(folder)) == {
         f"{key}.{extension}",
         f"{key}.meta.json",
+        INDEX,
     }
+    assert index_keys(tmp_path, "damaged_stage") == [key, key]  # stored, then stored again after the damage
 
 
 def test_a_damaged_memory_mapped_checkpoint_is_reported_and_recomputed(tmp_path: Path) -> None:
@@ -928,7 +955,8 @@ def test_a_deleted_record_means_no_checkpoint(tmp_path: Path) -> None:
     meta_path(tmp_path, key).unlink()
     run = source.run(tmp_path, load=True)  # silently: a value file without its record is not a checkpoint
     assert outcomes(run) == [("value", "stored")]
-    assert stage_files(tmp_path) == {f"{key}.npy", f"{key}.meta.json"}
+    assert stage_files(tmp_path) == {f"{key}.npy", f"{key}.meta.json", INDEX}
+    assert index_keys(tmp_path) == [key, key]  # stored, then stored again without its record
     assert outcomes(source.run(tmp_path, load=True)) == [("value", "loaded")]
 
 
@@ -978,7 +1006,8 @@ def test_a_registered_codec_works_end_to_end(tmp_path: Path, registry: dict[str,
     assert loaded == table
     key = key_of(source.run(tmp_path, store=False), "value")
     path = tmp_path / "value" / f"{key}.csv"
-    assert stage_files(tmp_path) == {f"{key}.csv", f"{key}.meta.json"}
+    assert stage_files(tmp_path) == {f"{key}.csv", f"{key}.meta.json", INDEX}
+    assert index_keys(tmp_path) == [key]
     assert path.read_bytes() == "a,b\nü,2\n,x".encode()
     record = read_meta(meta_path(tmp_path, key))
     assert record["codec"] == "csvish"
@@ -994,7 +1023,8 @@ def test_a_registered_codec_works_end_to_end(tmp_path: Path, registry: dict[str,
     # "auto" never picks a user's codec.
     auto = Source(table, format="auto", name="auto")
     auto_key = key_of(auto.run(tmp_path), "auto")
-    assert stage_files(tmp_path, "auto") == {f"{auto_key}.json", f"{auto_key}.meta.json"}
+    assert stage_files(tmp_path, "auto") == {f"{auto_key}.json", f"{auto_key}.meta.json", INDEX}
+    assert index_keys(tmp_path, "auto") == [auto_key]
 
     # A damaged user checkpoint is reported and recomputed, and never read.
     _flip_middle(path)
@@ -1132,8 +1162,11 @@ def test_a_serialization_error_names_the_stage_the_type_and_the_format_and_leave
         assert fragment in message, (fragment, message)
     assert calls == [1]
     assert stage_files(tmp_path, "bad_stage") == set()
-    # The stage before it was stored, so a rerun resumes after it.
-    assert len(stage_files(tmp_path, "before")) == 1
+    # The stage before it was stored, so a rerun resumes after it; its folder's index lists it.
+    before_files = stage_files(tmp_path, "before")
+    assert INDEX in before_files
+    (before_file,) = before_files - {INDEX}
+    assert index_keys(tmp_path, "before") == [before_file.removesuffix(".json")]
 
 
 # --- 11. durable writes ---------------------------------------------------------------------------------------
@@ -1156,8 +1189,10 @@ def test_durable_false_writes_without_fsync(
     source = Source(value, format=format)
     first = source.run(tmp_path, durable=durable)
     key = key_of(first, "value")
-    assert stage_files(tmp_path)
-    assert all(not name.startswith(".") for name in stage_files(tmp_path))
+    files = stage_files(tmp_path)
+    assert INDEX in files and files - {INDEX}
+    # No temporary file (`.<name>.<pid>.<random>.tmp`) is left: the only dot file is the index.
+    assert all(not name.startswith(".") for name in files - {INDEX})
     if durable:
         # The value, the record (if separate) and the folder are each made durable.
         assert len(fsyncs) >= (2 if format == "json" else 4)

@@ -902,8 +902,11 @@ def check_name_stays_inside_the_store(name: str) -> None:
             if not naive.startswith(outer_name):
                 remove_escaped(naive, ancestor, run.records[0].key)
             raise
-        (checkpoint,) = [path for path in created if path.is_file()]
+        files = [path for path in created if path.is_file()]
+        (checkpoint,) = [path for path in files if path.name != ".index"]
         assert checkpoint.name == f"{run.records[0].key}.json" and checkpoint.parent.parent == store
+        # The stage folder's index, beside the checkpoint (so inside the store), is the only other file.
+        assert [path for path in files if path.name == ".index"] == [checkpoint.parent / ".index"]
         assert LocalStore(str(store)).read_record(name, run.records[0].key, "json")["stage"] == name
         again = pipeline.run(config(store, load=True))
         assert outcomes(again) == [(name, "loaded")]
@@ -1001,11 +1004,20 @@ def test_a_full_disk_is_a_store_error_naming_the_stage_and_leaves_no_partial_fil
         assert f"stage '{stage}'" in outcome["message"], outcome
         assert not (store / stage).exists() or list((store / stage).iterdir()) == [], stage
     assert not list(store.rglob("*.tmp"))
-    # The small stage before it was stored whole.
-    (small,) = (store / "size").iterdir()
-    value, _ = LocalStore(str(store)).read("size", small.name.removesuffix(".json"), "json")
+    # The small stage before it was stored whole, and its folder's index lists it, a line each time it was stored:
+    # once by each pipeline (they do not load).
+    size_names = {p.name for p in (store / "size").iterdir()}
+    assert ".index" in size_names
+    (small,) = size_names - {".index"}
+    key = small.removesuffix(".json")
+    value, _ = LocalStore(str(store)).read("size", key, "json")
     assert value == {"n": 40_000}
-    assert sorted(p.relative_to(store).parts[0] for p in store.rglob("*") if p.is_file()) == ["size"]
+    index_lines = (store / "size" / ".index").read_text(encoding="ascii").splitlines()
+    assert [json.loads(line)[0] for line in index_lines] == [key] * len(results)
+    assert sorted(p.relative_to(store).as_posix() for p in store.rglob("*") if p.is_file()) == [
+        "size/.index",
+        f"size/{small}",
+    ]
 
 
 def test_with_on_store_error_warn_a_full_disk_warns_and_the_run_goes_on_with_the_value(tmp_path: Path) -> None:

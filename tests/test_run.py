@@ -189,7 +189,12 @@ def test_a_stored_chain_of_2000_stages_loads_only_the_last(tmp_path: Path) -> No
     first = pipeline.run(config(tmp_path, load=True))
     assert first.value == 2000
     assert {r.outcome for r in first.records} == {"stored"} and len(first.records) == 2001
-    assert len(list((tmp_path / "increment").iterdir())) == 2000
+    # The 2000 checkpoints and the folder's index, which lists them in the order they were stored.
+    stored = [r.key for r in first.records if r.name == "increment"]
+    assert len(stored) == 2000
+    assert {p.name for p in (tmp_path / "increment").iterdir()} == {".index"} | {f"{key}.json" for key in stored}
+    index_lines = (tmp_path / "increment" / ".index").read_text(encoding="ascii").splitlines()
+    assert [json.loads(line)[0] for line in index_lines] == stored
     second = pipeline.run(config(tmp_path, load=True))
     assert second.value == 2000
     assert [(r.outcome, r.key) for r in second.records] == [("loaded", first.records[-1].key)]
@@ -232,8 +237,13 @@ def test_a_value_json_cannot_store_stops_the_run(tmp_path: Path, bad_value: obje
     assert not bad_folder.exists() or list(bad_folder.iterdir()) == []
     assert not list(tmp_path.rglob("*.tmp"))
     assert not (tmp_path / "after").exists()
-    (good_file,) = (tmp_path / "good").iterdir()
-    assert json.loads(good_file.read_bytes())["value"] == 1
+    # The stage stored before the failure keeps its checkpoint, and its folder's index lists it.
+    good_names = {p.name for p in (tmp_path / "good").iterdir()}
+    assert ".index" in good_names
+    (good_name,) = good_names - {".index"}
+    assert json.loads((tmp_path / "good" / good_name).read_bytes())["value"] == 1
+    index_lines = (tmp_path / "good" / ".index").read_text(encoding="ascii").splitlines()
+    assert [json.loads(line)[0] for line in index_lines] == [good_name.removesuffix(".json")]
 
 
 def test_a_value_json_cannot_store_is_fine_when_it_is_not_stored(tmp_path: Path) -> None:

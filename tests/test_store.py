@@ -48,6 +48,25 @@ def all_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file())
 
 
+INDEX = ".index"
+
+
+def checkpoint_files(directory: Path) -> list[Path]:
+    """The files under `directory` but the stage folders' index files (`.index`, one in each folder a checkpoint
+    was stored in)."""
+    return [p for p in all_files(directory) if p.name != INDEX]
+
+
+def index_files(directory: Path) -> list[Path]:
+    return [p for p in all_files(directory) if p.name == INDEX]
+
+
+def index_keys(folder: Path) -> list[str]:
+    """The keys a stage folder's index lists, a line (a JSON array starting with the key) per checkpoint stored."""
+    lines = (folder / INDEX).read_text(encoding="ascii").splitlines()
+    return [json.loads(line)[0] for line in lines]
+
+
 def split_checkpoint(data: bytes) -> tuple[dict[str, Any], bytes]:
     """The record and the value's bytes of a checkpoint file, as the store's docstring describes the format."""
     head, _, rest = data.partition(b"\n")
@@ -83,11 +102,15 @@ def test_layout_is_dir_stage_key_json_and_the_file_is_json(tmp_path: Path) -> No
     assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*")) == sorted(
         [
             "numbers",
+            "numbers/.index",
             f"numbers/{key_of(run, 'numbers')}.json",
             "summary",
+            "summary/.index",
             f"summary/{key_of(run, 'summary')}.json",
         ]
     )
+    assert index_keys(tmp_path / "numbers") == [key_of(run, "numbers")]
+    assert index_keys(tmp_path / "summary") == [key_of(run, "summary")]
     path = checkpoint(tmp_path, "summary", key_of(run, "summary"))
     whole = json.loads(path.read_text(encoding="utf-8"))
     assert set(whole) == {"chkpt", "value"}
@@ -142,13 +165,25 @@ def test_record_fields(tmp_path: Path) -> None:
 
 
 def test_records_are_on_one_line_and_the_run_leaves_no_other_files(tmp_path: Path) -> None:
-    ((numbers, "sum") >> summary).run(config(tmp_path))
+    run = ((numbers, "sum") >> summary).run(config(tmp_path))
     files = all_files(tmp_path)
-    assert len(files) == 2
+    assert [p.relative_to(tmp_path).as_posix() for p in files] == [
+        "numbers/.index",
+        f"numbers/{key_of(run, 'numbers')}.json",
+        "summary/.index",
+        f"summary/{key_of(run, 'summary')}.json",
+    ]
     for path in files:
+        if path.name == INDEX:
+            assert index_keys(path.parent) == [key_of(run, path.parent.name)]
+            continue
         first_line = path.read_bytes().split(b"\n", 1)[0]
         assert json.loads(first_line[len(b'{"chkpt": ') : -1])["stage"] == path.parent.name
-    assert not [p for p in tmp_path.rglob(".*")]
+    # The only dot files are the two indexes: no temporary file is left.
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob(".*")) == [
+        "numbers/.index",
+        "summary/.index",
+    ]
 
 
 @chkpt.Stage.wrap()
@@ -255,8 +290,11 @@ def test_stage_names_never_escape_the_store(name: str) -> None:
         assert created
         for path in created:
             assert _inside(path, store), (name, path)
-        files = all_files(base)
+        files = checkpoint_files(base)
         assert len(files) == 2
+        # An index beside each checkpoint (inside the store, as checked above), and nowhere else.
+        assert {p.parent for p in index_files(base)} == {p.parent for p in files}
+        assert len(index_files(base)) == len({p.parent for p in files})
         (path,) = [p for p in files if p.name == f"{run.records[-1].key}.json"]
         folder = path.parent
         assert folder.parent == store
@@ -274,7 +312,11 @@ def test_distinct_names_that_share_a_folder_keep_distinct_checkpoints(tmp_path: 
     first = (() >> slash).run(config(tmp_path))
     second = (() >> underscore).run(config(tmp_path))
     assert first.records[0].key != second.records[0].key
-    assert len(all_files(tmp_path)) == 2
+    # Both in the folder "a_b", with one index listing both.
+    assert [p.relative_to(tmp_path).as_posix() for p in all_files(tmp_path)] == sorted(
+        ["a_b/.index", f"a_b/{first.records[0].key}.json", f"a_b/{second.records[0].key}.json"]
+    )
+    assert index_keys(tmp_path / "a_b") == [first.records[0].key, second.records[0].key]
     for stage, run in [(slash, first), (underscore, second)]:
         again = (() >> stage).run(config(tmp_path, load=True))
         assert [(r.name, r.outcome, r.key) for r in again.records] == [(stage.name, "loaded", run.records[0].key)]
@@ -361,8 +403,11 @@ def test_a_process_killed_mid_write_leaves_no_checkpoint_that_would_be_loaded(tm
         process.stderr.close()  # type: ignore[union-attr]
 
     # The small stage finished; the big one left only a temporary file, which a run never takes for a checkpoint.
-    (small_file,) = (store / "small").iterdir()
-    assert small_file.suffix == ".json" and not small_file.name.startswith(".")
+    small_files = {p.name for p in (store / "small").iterdir()}
+    assert INDEX in small_files
+    (small_name,) = small_files - {INDEX}
+    assert small_name.endswith(".json") and not small_name.startswith(".")
+    assert index_keys(store / "small") == [small_name.removesuffix(".json")]
     big_files = list((store / "big").iterdir())
     assert big_files, "the temporary file should be where the write stopped"
     assert all(p.name.endswith(".tmp") for p in big_files), big_files
@@ -760,7 +805,8 @@ def test_a_write_failure_raises_store_error_naming_the_stage_and_leaves_no_tempo
     assert os.strerror(errno.ENOSPC) in message
     assert calls == ["first", "second"]
     assert not list(tmp_path.rglob("*.tmp"))
-    assert [p.parent.name for p in all_files(tmp_path)] == ["first"]
+    assert [p.parent.name for p in checkpoint_files(tmp_path)] == ["first"]
+    assert [p.parent.name for p in index_files(tmp_path)] == ["first"]
     # The first stage's checkpoint is whole, and a rerun resumes from it.
     run = pipeline.run(config(tmp_path, load=True))
     assert [(r.name, r.outcome) for r in run.records] == [("first", "loaded"), ("second", "stored")]
@@ -788,7 +834,8 @@ def test_a_stage_folder_taken_by_a_file_is_a_store_error_naming_the_stage(tmp_pa
     assert calls == ["first", "second"]
     assert (tmp_path / "second").read_text() == "in the way"
     assert not list(tmp_path.rglob("*.tmp"))
-    assert [p.parent.name for p in all_files(tmp_path)] == ["first", tmp_path.name]
+    assert [p.parent.name for p in checkpoint_files(tmp_path)] == ["first", tmp_path.name]
+    assert [p.parent.name for p in index_files(tmp_path)] == ["first"]
 
 
 def test_an_interrupt_during_a_write_propagates_and_leaves_no_file(
@@ -809,6 +856,7 @@ def test_an_interrupt_during_a_write_propagates_and_leaves_no_file(
         pipeline.run(config(tmp_path))
     monkeypatch.undo()
     assert calls == ["first", "second"]
-    assert [p.parent.name for p in all_files(tmp_path)] == ["first"]
+    assert [p.parent.name for p in checkpoint_files(tmp_path)] == ["first"]
+    assert [p.parent.name for p in index_files(tmp_path)] == ["first"]
     run = pipeline.run(config(tmp_path, load=True))
     assert [(r.name, r.outcome) for r in run.records] == [("first", "loaded"), ("second", "stored")]

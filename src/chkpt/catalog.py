@@ -4,7 +4,8 @@ A run never deletes a checkpoint (an old key may become valid again when an edit
 grows. `Store.checkpoints()` lists what it holds and `Store.gc()` removes all but the newest checkpoints of each
 stage, or those older than an age, or both.
 
-What counts as chkpt's, in `<dir>/<stage folder>/` (the store's layout, see store.py):
+What counts as chkpt's, in `<dir>/<stage folder>/` and its fan-out subfolders `<2 hex>/` (the store's layout, see
+store.py), besides the folder's index and use notes (index.py):
 
 - a checkpoint: `<key>.meta.json` (its record, the marker) with its value file(s) `<key>.<ext>`; or, with no
   record beside it, `<key>.json`, the JSON layout whose first line is the record. `<key>` is 32 lowercase hex
@@ -13,6 +14,13 @@ What counts as chkpt's, in `<dir>/<stage folder>/` (the store's layout, see stor
 - an orphan: `<key>.<ext>` with no marker, the value file of a two-file write that crashed before its record.
 - a temporary file: `.<file name>.<pid>.<8 hex>.tmp`, left by a write that crashed (and `.probe.<pid>.<8 hex>` in
   `<dir>` itself, left by the writability check).
+
+A checkpoint that the folder's index describes (its marker is the file the entry was written for, by inode) is
+listed from the index, with no file opened and none's status asked for; any other, from its record and its files'
+status. For what chkpt writes, the two agree (a property test holds them equal), so the index only saves time
+(100,000 checkpoints listed in under a second); a file changed in place, by hand, keeps its entry and is listed
+as it was stored (a load still checks it, and refuses it if damaged). `used` comes from the use notes. gc rewrites
+the index and the notes to what it keeps.
 
 Lock files live apart, in `<dir>/.locks/` (not a stage folder), and gc leaves them alone.
 
@@ -32,17 +40,22 @@ belong to a write in progress, in this process or on another machine sharing the
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import operator
 import os
 import re
 import time
+from typing import NamedTuple
 
+from . import index
 from .errors import ConfigError, StoreError
 from .stage import Stage
 from .store import META, Damaged, LocalStore, _fsync_folder, folder_name, parse_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from datetime import timedelta
     from typing import Any, TypeAlias
 
@@ -55,6 +68,8 @@ LEFTOVER_AGE = 3600.0
 """Seconds after its last write before an orphan value file or a temporary file counts as left by a crash."""
 
 _KEY_LENGTH = 32
+_BY_KEY = operator.itemgetter(1)  # of a Checkpoint
+_BY_CREATED = operator.itemgetter(2)
 _HEX = frozenset("0123456789abcdef")
 _RECORD_LIMIT = 16 * 1024 * 1024  # a first line longer than this is no record chkpt wrote
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
@@ -97,19 +112,7 @@ class _Frozen:
         return f"{type(self).__name__}({shown})"
 
 
-class Checkpoint(_Frozen):
-    """One whole checkpoint in a store (frozen).
-
-    `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
-    `created` when it was stored (unix seconds: the record's `created`, else the marker's modification time),
-    `bytes` the size of all its files, `files` their absolute paths, the marker (the file whose presence means
-    a whole checkpoint) first, and `used` when it was last loaded (unix seconds: its marker's access time, which
-    every load sets; `created` if it was never loaded).
-    """
-
-    __slots__ = ("bytes", "created", "files", "key", "stage", "used")
-    _FIELDS = ("stage", "key", "created", "bytes", "files", "used")
-
+class _Fields(NamedTuple):
     stage: str
     key: str
     created: float
@@ -117,11 +120,29 @@ class Checkpoint(_Frozen):
     files: tuple[str, ...]
     used: float
 
-    def __init__(
-        self, stage: str, key: str, created: float, bytes: int, files: tuple[str, ...], used: float | None = None
-    ) -> None:
-        used = created if used is None else max(used, created)
-        self._set(stage=stage, key=key, created=created, bytes=bytes, files=tuple(files), used=used)
+
+class Checkpoint(_Fields):
+    """One whole checkpoint in a store: a named tuple (frozen, compared and hashed by its fields), since a
+    listing makes 100,000 of them at a time.
+
+    `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
+    `created` when it was stored (unix seconds: the record's `created`, else the marker's modification time),
+    `bytes` the size of all its files, `files` their absolute paths, the marker (the file whose presence means
+    a whole checkpoint) first, and `used` when it was last loaded, to the hour (unix seconds, from its folder's
+    use notes; `created` if it was never loaded, or only within the hour after it was stored).
+    """
+
+    __slots__ = ()
+
+    def __new__(
+        cls, stage: str, key: str, created: float, bytes: int, files: Iterable[str], used: float | None = None
+    ) -> Checkpoint:
+        return tuple.__new__(cls, (stage, key, created, bytes, tuple(files), _later(created, used)))
+
+
+def _later(created: float, used: float | None) -> float:
+    """A checkpoint's `used`: its last noted load, unless it has none, or one from before it was stored again."""
+    return created if used is None or used < created else used
 
 
 class Collected(_Frozen):
@@ -169,15 +190,33 @@ class _Leftover:
 
 
 class _Folder:
-    """What one stage folder holds: its checkpoints (each with whether its stage name came from its record)."""
+    """What one stage folder holds: its checkpoints, each with the index entry that describes it (None when its
+    record cannot be read, so its stage name is its folder's), and whether its index differs from that."""
 
-    __slots__ = ("checkpoints", "leftovers", "name", "path")
+    __slots__ = ("checkpoints", "indexed", "leftovers", "name", "path", "seen", "stale", "used")
 
     def __init__(self, name: str, path: str) -> None:
         self.name = name
         self.path = path
-        self.checkpoints: list[tuple[Checkpoint, bool]] = []
+        self.checkpoints: list[tuple[Checkpoint, index.Entry | None]] = []
         self.leftovers: list[_Leftover] = []
+        self.used: dict[str, float] = {}
+        self.seen = (0, 0)  # bytes read of its index and of its use notes
+        self.indexed = 0
+        self.stale = False
+
+
+@contextlib.contextmanager
+def _no_collection() -> Iterator[None]:
+    """Pause Python's cycle collector while a listing builds its objects, which make none: it would otherwise
+    run every few hundred of them, over all made so far, and take a third of the time of 100,000 checkpoints."""
+    paused = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if paused:
+            gc.enable()
 
 
 class Store:
@@ -304,13 +343,17 @@ class Store:
                 freed += sum(cp.bytes for cp in going) + sum(leftover.size for leftover in leftovers)
                 temporaries += sum(leftover.temporary for leftover in leftovers)
                 continue
+            gone = set()
             for cp in going:
                 outcome = _remove_checkpoint(store, folder, cp, now)
                 if outcome == "removed":
                     removed.append(cp)
+                    gone.add(cp.key)
                     freed += cp.bytes
                 elif outcome == "locked":
                     skipped.append(cp)
+            if gone or folder.stale:
+                _reindex(folder, gone)
             for leftover in leftovers:
                 if _unlink(leftover.path):
                     freed += leftover.size
@@ -324,6 +367,7 @@ class Store:
 
     # --- reading the folder ---------------------------------------------------------------------------------------
 
+    @_no_collection()
     def _scan(self) -> list[_Folder]:
         """Every stage folder, in name order, with its checkpoints and leftovers."""
         try:
@@ -343,26 +387,96 @@ class Store:
 
 
 def _read_folder(folder: _Folder) -> None:
+    """Fill `folder` with what its files are: each checkpoint from the folder's index where an entry describes its
+    marker as it is, else from its record and file status."""
+    known, index_seen = index.read(folder.path)
+    folder.used, used_seen = index.uses(folder.path)
+    folder.seen = (index_seen, used_seen)
+    files: dict[str, os.DirEntry[str]] = {}
+    listed = _list(folder.path, files)
+    if listed != len(files):  # one name in two places (by hand, or a crash): no shortcut, so none is missed
+        known = {}
+    for key, entry in known.items():
+        checkpoint = _indexed(entry, files, folder.path, folder.used.get(key))
+        if checkpoint is not None:
+            folder.checkpoints.append((checkpoint, entry))
+    folder.indexed = len(folder.checkpoints)
+    _read_files(folder, files.values())
+    indexable = sum(entry is not None for _, entry in folder.checkpoints)
+    folder.stale = folder.indexed != len(known) or folder.indexed != indexable
+
+
+def _list(path: str, files: dict[str, os.DirEntry[str]], fanned: bool = False) -> int:
+    """Put what a stage folder holds (and, unless `fanned`, what its fan-out subfolders hold) in `files` by name;
+    returns how many entries there were."""
     try:
-        entries = list(os.scandir(folder.path))
+        entries = list(os.scandir(path))
     except FileNotFoundError:
-        return  # removed meanwhile
+        return 0  # removed meanwhile
     except OSError as exc:
-        raise StoreError(f"cannot read checkpoint folder {folder.path!r}: {exc.strerror or exc}") from None
+        raise StoreError(f"cannot read checkpoint folder {path!r}: {exc.strerror or exc}") from None
+    if fanned:
+        files.update({entry.name: entry for entry in entries})
+        return len(entries)
+    count = 0
+    for entry in entries:
+        name = entry.name
+        if len(name) == 2 and _HEX.issuperset(name) and entry.is_dir(follow_symlinks=False):
+            count += _list(entry.path, files, fanned=True)
+        else:
+            files[name] = entry
+            count += 1
+    return count
+
+
+def _indexed(
+    entry: index.Entry, files: dict[str, os.DirEntry[str]], folder: str, used: float | None
+) -> Checkpoint | None:
+    """The checkpoint an index entry describes, taking its files out of `files`, if its marker is the file the
+    entry was written for, where a store looks for it (in `folder` or the subfolder of its key's first two
+    digits); no file opened, none's status asked for."""
+    key = entry[0]
+    inline = len(entry) == 5
+    name = f"{key}.json" if inline else f"{key}.{META}"
+    marker = files.get(name)
+    if (
+        marker is None
+        or marker.inode() != entry[1]
+        or not index.described(entry)
+        or (marker.path != f"{folder}{os.sep}{name}" and marker.path != f"{folder}{os.sep}{key[:2]}{os.sep}{name}")
+    ):
+        return None
+    del files[name]
+    created = float(entry[4])
+    used = created if used is None or used < created else used
+    value = None if inline else files.get(f"{key}.{entry[5]}")
+    if value is not None and os.path.dirname(value.path) == os.path.dirname(marker.path):
+        del files[value.name]
+    else:
+        value = None
+    # Made as a tuple (Checkpoint.__new__ is Python code): a listing makes 100,000 of them.
+    if value is None:
+        return tuple.__new__(Checkpoint, (entry[3], key, created, entry[2], (marker.path,), used))
+    return tuple.__new__(Checkpoint, (entry[3], key, created, entry[2] + entry[6], (marker.path, value.path), used))
+
+
+def _read_files(folder: _Folder, entries: Iterable[os.DirEntry[str]]) -> None:
+    """Add to `folder` what the files `entries` are: checkpoints read from their records, orphan value files,
+    temporary files; what is none of these is not chkpt's and is left out."""
     by_key: dict[str, dict[str, os.DirEntry[str]]] = {}
     for entry in entries:
         name = entry.name
         if not entry.is_file(follow_symlinks=False):
             continue
-        if name.startswith("."):
+        if name[0] == ".":
             key = _temporary_key(name)
             if key is not None:
                 stat = _stat(entry)
                 if stat is not None:
-                    folder.leftovers.append(_Leftover(entry.path, stat[0], stat[1], key or None, True))
+                    folder.leftovers.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, key or None, True))
             continue
         stem, _, extension = name.partition(".")
-        if len(stem) == _KEY_LENGTH and _HEX.issuperset(stem) and extension:
+        if len(stem) == _KEY_LENGTH and extension and _HEX.issuperset(stem) and _in_place(entry, stem, folder.path):
             by_key.setdefault(stem, {})[extension] = entry
     for key, files in by_key.items():
         if META in files:  # a two-file checkpoint: its record, then its value file
@@ -373,25 +487,46 @@ def _read_folder(folder: _Folder) -> None:
             for entry in files.values():
                 stat = _stat(entry)
                 if stat is not None:
-                    folder.leftovers.append(_Leftover(entry.path, stat[0], stat[1], key, False))
+                    folder.leftovers.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, key, False))
             continue
-        marker_stat = _stat(marker)
-        if marker_stat is None:
-            continue  # removed since the folder was listed
-        values = [(entry.path, _stat(entry)) for _, entry in sorted(files.items())]
-        record = _read_record(marker.path, key, inline)
-        stage = record.get("stage") if record is not None else None
-        created = _created(record.get("created")) if record is not None else None
-        named = isinstance(stage, str) and bool(stage)
-        checkpoint = Checkpoint(
-            stage if isinstance(stage, str) and stage else folder.name,
-            key,
-            marker_stat[1] if created is None else created,
-            marker_stat[0] + sum(stat[0] for _, stat in values if stat is not None),
-            (marker.path, *(path for path, stat in values if stat is not None)),
-            marker_stat[2],
-        )
-        folder.checkpoints.append((checkpoint, named))
+        found = _recorded(folder, key, marker, files, inline)
+        if found is not None:
+            folder.checkpoints.append(found)
+
+
+def _in_place(entry: os.DirEntry[str], key: str, folder: str) -> bool:
+    """Whether a file of a key is where a store looks for it: in its stage folder, or in the fan-out subfolder of
+    its key's first two digits (a file in another subfolder is not chkpt's)."""
+    parent = os.path.dirname(entry.path)
+    return parent == folder or os.path.basename(parent) == key[:2]
+
+
+def _recorded(
+    folder: _Folder, key: str, marker: os.DirEntry[str], files: dict[str, os.DirEntry[str]], inline: bool
+) -> tuple[Checkpoint, index.Entry | None] | None:
+    """A checkpoint as its record and its files' status describe it, with the index entry that would describe it
+    (None when its record cannot be read: it is then listed under its folder's name, and dated by its marker);
+    None if it was removed since the folder was listed."""
+    status = _stat(marker)
+    if status is None:
+        return None
+    values = [(entry, found) for _, entry in sorted(files.items()) if (found := _stat(entry)) is not None]
+    record = _read_record(marker.path, key, inline)
+    stage = record.get("stage") if record is not None else None
+    created = index.created_seconds(record.get("created")) if record is not None else None
+    named = isinstance(stage, str) and bool(stage)
+    checkpoint = Checkpoint(
+        stage if isinstance(stage, str) and stage else folder.name,
+        key,
+        status.st_mtime if created is None else created,
+        status.st_size + sum(value_status.st_size for _, value_status in values),
+        (marker.path, *(entry.path for entry, _ in values)),
+        folder.used.get(key),
+    )
+    if not named:
+        return checkpoint, None
+    value = None if inline or not values else (values[0][0].name.partition(".")[2], values[0][1].st_size)
+    return checkpoint, index.entry(key, status.st_ino, status.st_size, checkpoint.stage, checkpoint.created, value)
 
 
 def _temporary_key(name: str) -> str | None:
@@ -425,25 +560,24 @@ def _probes(root: str) -> list[_Leftover]:
         ):
             stat = _stat(entry)
             if stat is not None:
-                probes.append(_Leftover(entry.path, stat[0], stat[1], None, True))
+                probes.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, None, True))
     return probes
 
 
-def _stat(entry: os.DirEntry[str]) -> tuple[int, float, float] | None:
-    """Size, modification and access time, or None for a file removed since the folder was listed."""
+def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
+    """A file's status, or None for a file removed since the folder was listed."""
     try:
-        stat = entry.stat(follow_symlinks=False)
+        return entry.stat(follow_symlinks=False)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise StoreError(f"cannot read {entry.path!r}: {exc.strerror or exc}") from None
-    return stat.st_size, stat.st_mtime, stat.st_atime
 
 
 def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
     """A checkpoint's record, or None when it is not one chkpt wrote for this key (damaged, or foreign)."""
     try:
-        with open(_open_unseen(path), "rb") as file:
+        with open(path, "rb") as file:
             data = file.readline(_RECORD_LIMIT) if inline else file.read(_RECORD_LIMIT)
     except OSError:
         return None
@@ -453,51 +587,36 @@ def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
         return None
 
 
-def _open_unseen(path: str) -> int:
-    """Open a file to read without changing its access time where this process may (a listing is no use of a
-    checkpoint, and the access time says when one was last loaded)."""
-    no_atime = getattr(os, "O_NOATIME", 0)
-    if no_atime:
-        try:
-            return os.open(path, os.O_RDONLY | no_atime)
-        except PermissionError:
-            pass  # O_NOATIME needs the file's owner (or CAP_FOWNER)
-    return os.open(path, os.O_RDONLY)
-
-
-def _created(text: object) -> float | None:
-    """Unix seconds from a record's `created` ("%Y-%m-%dT%H:%M:%SZ", UTC), or None if it is not one."""
-    if not isinstance(text, str) or not text.endswith("Z"):
-        return None
-    import datetime  # only when a folder is read: `import chkpt` does not load it
-
-    try:
-        moment = datetime.datetime.fromisoformat(text[:-1])
-    except ValueError:
-        return None
-    if moment.tzinfo is not None:
-        return None
-    return moment.replace(tzinfo=datetime.timezone.utc).timestamp()
-
-
 # --- choosing ---------------------------------------------------------------------------------------------------
 
 
+@_no_collection()
 def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
     """The selected checkpoints with their folder's name, by stage, newest first, ties by key.
 
     `selected` maps a folder to the stage names asked for in it (None: everything). A checkpoint is selected by
     its record's stage name; one whose record cannot be read, by its folder.
     """
-    found = [
-        (cp, folder.name)
-        for folder in folders
-        if selected is None or folder.name in selected
-        for cp, named in folder.checkpoints
-        if selected is None or not named or cp.stage in selected[folder.name]
-    ]
-    found.sort(key=lambda item: (item[0].stage, -item[0].created, item[0].key))
-    return found
+    by_stage: dict[str, list[Checkpoint]] = {}
+    where: dict[int, str] = {}
+    for folder in folders:
+        if selected is not None and folder.name not in selected:
+            continue
+        for cp, entry in folder.checkpoints:
+            if selected is None or entry is None or cp.stage in selected[folder.name]:
+                group = by_stage.get(cp.stage)
+                if group is None:
+                    group = by_stage[cp.stage] = []
+                group.append(cp)
+                where[id(cp)] = folder.name
+    ranked: list[tuple[Checkpoint, str]] = []
+    for stage in sorted(by_stage):
+        group = by_stage[stage]
+        # Two stable sorts of one field each, the last the first in rank: faster than one on a tuple per item.
+        group.sort(key=_BY_KEY)
+        group.sort(key=_BY_CREATED, reverse=True)
+        ranked += [(cp, where[id(cp)]) for cp in group]
+    return ranked
 
 
 def _over_budget(
@@ -647,12 +766,20 @@ def _remove_checkpoint(store: LocalStore, folder: _Folder, cp: Checkpoint, scann
             return "kept"
         if not _unlink(cp.files[0]):
             return "kept"
-        _fsync_folder(folder.path)
+        _fsync_folder(os.path.dirname(cp.files[0]))
         for path in cp.files[1:]:
             _unlink(path)
         return "removed"
     finally:
         lock.__exit__(None, None, None)
+
+
+def _reindex(folder: _Folder, gone: set[str]) -> None:
+    """Rewrite a folder's index to the checkpoints it keeps, oldest first as a store appends them."""
+    kept = [(cp, entry) for cp, entry in folder.checkpoints if entry is not None and cp.key not in gone]
+    kept.sort(key=lambda item: (item[0].created, item[0].key))
+    used = {cp.key: folder.used[cp.key] for cp, _ in kept if cp.key in folder.used}
+    index.rewrite(folder.path, (entry for _, entry in kept), used, folder.seen)
 
 
 def _unlink(path: str) -> bool:

@@ -1,7 +1,10 @@
 """The local folder store: checkpoints that are whole or absent, and verified when read.
 
 Layout: `<dir>/<stage folder>/<key>.<ext>`, where the stage folder is the stage's name made safe for a file
-system, in one of two forms:
+system; once a stage folder has taken about FANOUT_AT checkpoints, new keys go one level down, in the subfolder of
+their first two hex digits (`<stage folder>/<2 hex>/<key>.<ext>`), and a key is always read and stored again where
+it is. Each stage folder also has an index, `.index`, and use notes, `.used` (index.py), which listing reads so as
+to open no checkpoint. A checkpoint takes one of two forms:
 
 - JSON (formats "json" and "json-lossy"): one file holds the record on its first line and the value after it,
   as one JSON object `{"chkpt": <record>, "value": <value>}`, so a load reads one file and `jq .value` reads it
@@ -36,7 +39,7 @@ try:
 except ImportError:  # Windows: runs sharing a folder there are not kept from computing a key twice
     fcntl = None  # type: ignore[assignment]
 
-from . import checksums, codecs
+from . import checksums, codecs, index
 from .errors import ChkptError, SerializationError, StoreError
 
 TYPE_CHECKING = False
@@ -73,6 +76,12 @@ MAX_FOLDER_NAME = 120
 META = "meta.json"
 LOCKS = ".locks"
 _CHUNK = 16 * 1024 * 1024
+FANOUT_AT = 10_000
+"""About how many checkpoints a stage folder takes before new keys go to fan-out subfolders named by their
+first two hex digits (`<stage folder>/<2 hex>/<key>.<ext>`), so that no folder grows past a size that file
+systems and tools handle well. Judged from the size of the folder's index (index.py), at `_INDEX_LINE` bytes an
+entry."""
+_INDEX_LINE = 100
 
 
 class Damaged(Exception):
@@ -87,6 +96,11 @@ def folder_name(stage_name: str) -> str:
 
 def checksum(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
+
+
+def _marker_extension(format_name: str) -> str:
+    """The extension of a checkpoint's marker: the JSON file's own for the one-file layout, else its record's."""
+    return codecs.get(format_name).extension if is_inline(format_name) else META
 
 
 def is_inline(format_name: str) -> bool:
@@ -203,24 +217,35 @@ class LocalStore:
         another)."""
         return LocalStore(os.path.abspath(self.root), self.durable, self.on_error)
 
-    def path(self, stage_name: str, key: str, extension: str) -> str:
+    def folder(self, stage_name: str) -> str:
+        """The stage's folder in this store."""
         folder = self._folders.get(stage_name)
         if folder is None:
             folder = self._folders[stage_name] = os.path.join(self.root, folder_name(stage_name))
-        return f"{folder}{os.sep}{key}.{extension}"
+        return folder
+
+    def path(self, stage_name: str, key: str, extension: str) -> str:
+        """Where the file `<key>.<extension>` of a stage is: in the stage's folder, or in its fan-out subfolder
+        (see FANOUT_AT); where it would be written, in the stage's folder, if it is in neither."""
+        folder = self.folder(stage_name)
+        flat = f"{folder}{os.sep}{key}.{extension}"
+        if os.path.exists(flat):
+            return flat
+        fanned = f"{folder}{os.sep}{key[:2]}{os.sep}{key}.{extension}"
+        return fanned if os.path.exists(fanned) else flat
 
     def marker(self, stage_name: str, key: str, format_name: str) -> str:
         """The file whose presence means a whole checkpoint: the JSON file itself, or the record beside a value."""
-        if is_inline(format_name):
-            return self.path(stage_name, key, codecs.get(format_name).extension)
-        return self.path(stage_name, key, META)
+        return self.path(stage_name, key, _marker_extension(format_name))
 
     def lock(self, stage_name: str, key: str) -> KeyLock:
         """The lock of one key (see KeyLock): a run holds it while it computes and stores that key."""
         return KeyLock(os.path.join(self.root, LOCKS, f"{folder_name(stage_name)}.{key}.lock"))
 
     def exists(self, stage_name: str, key: str, format_name: str) -> bool:
-        return os.path.isfile(self.marker(stage_name, key, format_name))
+        folder = self.folder(stage_name)
+        name = f"{key}.{_marker_extension(format_name)}"
+        return os.path.isfile(f"{folder}{os.sep}{name}") or os.path.isfile(f"{folder}{os.sep}{key[:2]}{os.sep}{name}")
 
     def ensure_writable(self) -> None:
         """Create the folder and prove a file can be written in it, so a bad `dir` fails before any stage runs."""
@@ -245,29 +270,42 @@ class LocalStore:
         """
         if is_inline(format_name):
             codec = codecs.get(format_name)
-            path = self.path(stage_name, key, codec.extension)
-            with open(path, "rb") as file:
+            with self._open_marker(stage_name, key, format_name)[0] as file:
                 payload = inline_payload(file.read(), key)
                 try:
                     value = codec.decode(payload)  # type: ignore[attr-defined]
                 except ValueError as exc:
                     raise Damaged(f"its value does not decode: {exc}") from None
-                _note_use(file.fileno())
+                _note_use(file.fileno(), self.folder(stage_name), key)
             return value, len(payload)
-        record = self.read_record(stage_name, key, format_name)
+        record, where = self._read_record(stage_name, key, format_name)
         codec = codec_for_record(record, format_name)
-        path = self.path(stage_name, key, codec.extension)
-        with open(path, "rb") as file:
+        with open(f"{where}{os.sep}{key}.{codec.extension}", "rb") as file:
             value = read_verified(codec, file, os.fstat(file.fileno()).st_size, record, mmap)
-        _note_use(self.marker(stage_name, key, format_name))
+        _note_use(f"{where}{os.sep}{key}.{META}", self.folder(stage_name), key)
         return value, int(record["bytes"])
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
-        path = self.marker(stage_name, key, format_name)
+        return self._read_record(stage_name, key, format_name)[0]
+
+    def _read_record(self, stage_name: str, key: str, format_name: str) -> tuple[dict[str, Any], str]:
+        """The record of a checkpoint and the folder it is in."""
+        file, where = self._open_marker(stage_name, key, format_name)
         inline = is_inline(format_name)
-        with open(path, "rb") as file:
-            return parse_record(file.readline() if inline else file.read(), key, inline)
+        with file:
+            return parse_record(file.readline() if inline else file.read(), key, inline), where
+
+    def _open_marker(self, stage_name: str, key: str, format_name: str) -> tuple[BinaryIO, str]:
+        """A checkpoint's marker open for reading, and the folder it is in: the stage's folder, else its fan-out
+        subfolder. FileNotFoundError if it is in neither."""
+        folder = self.folder(stage_name)
+        name = f"{key}.{_marker_extension(format_name)}"
+        try:
+            return open(f"{folder}{os.sep}{name}", "rb"), folder
+        except FileNotFoundError:
+            fanned = f"{folder}{os.sep}{key[:2]}"
+            return open(f"{fanned}{os.sep}{name}", "rb"), fanned
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -278,20 +316,56 @@ class LocalStore:
         chose); returns the value's size in bytes.
 
         `record` is completed with the codec, size and checksum. A value the codec cannot write raises
-        SerializationError, a failed write StoreError; either way no file is left behind.
+        SerializationError, a failed write StoreError; either way no file is left behind. Once the checkpoint
+        is whole, it is added to its folder's index.
         """
+        folder = self.folder(stage_name)
+        where = self._destination(folder, key, _marker_extension(format_name))
         if is_inline(format_name):
             head, payload = inline_file(key, codec, value, record)
-            self._atomic(self.path(stage_name, key, codec.extension), lambda file: _write_all(file, head, payload))
+            marker = f"{where}{os.sep}{key}.{codec.extension}"
+            self._atomic(marker, lambda file: _write_all(file, head, payload))
+            self._add_to_index(folder, key, marker, stage_name, record, None)
             return len(payload)
         algorithm = checksums.preferred()
         hasher = checksums.new(algorithm)
-        self._forget_record(self.path(stage_name, key, META))
-        self._atomic(self.path(stage_name, key, codec.extension), lambda file: write_value(codec, value, file, hasher))
-        size = os.path.getsize(self.path(stage_name, key, codec.extension))
+        marker = f"{where}{os.sep}{key}.{META}"
+        value_path = f"{where}{os.sep}{key}.{codec.extension}"
+        self._forget_record(marker)
+        self._atomic(value_path, lambda file: write_value(codec, value, file, hasher))
+        size = os.path.getsize(value_path)
         meta = full_record(record, codec, key, size, checksums.label(algorithm, hasher))
-        self._atomic(self.path(stage_name, key, META), lambda file: file.write(meta))
+        self._atomic(marker, lambda file: file.write(meta))
+        self._add_to_index(folder, key, marker, stage_name, record, (codec.extension, size))
         return size
+
+    def _destination(self, folder: str, key: str, marker_extension: str) -> str:
+        """The folder to write a key's checkpoint in: where it is already, else the stage's folder until that
+        has taken about FANOUT_AT checkpoints, then the fan-out subfolder of the key's first two hex digits."""
+        name = f"{key}.{marker_extension}"
+        fanned = f"{folder}{os.sep}{key[:2]}"
+        if os.path.exists(f"{folder}{os.sep}{name}"):
+            return folder
+        if os.path.exists(f"{fanned}{os.sep}{name}") or index.size(folder) >= FANOUT_AT * _INDEX_LINE:
+            return fanned
+        return folder
+
+    def _add_to_index(
+        self,
+        folder: str,
+        key: str,
+        marker: str,
+        stage_name: str,
+        record: dict[str, Any],
+        value: tuple[str, int] | None,
+    ) -> None:
+        try:
+            status = os.stat(marker)
+        except OSError:
+            return  # removed at once by another: there is nothing to index
+        created = index.created_seconds(record.get("created"))
+        moment = status.st_mtime if created is None else created
+        index.append(folder, index.entry(key, status.st_ino, status.st_size, stage_name, moment, value))
 
     def _forget_record(self, record: str) -> None:
         """Remove the record of a checkpoint about to be replaced, so that its value file is never replaced
@@ -484,16 +558,18 @@ def read_verified(codec: Codec, file: BinaryIO, size: int, record: dict[str, Any
 _USE_RESOLUTION_NS = 3600 * 10**9
 
 
-def _note_use(file: int | str) -> None:
-    """Set a checkpoint's marker's access time to now, keeping its modification time: when it was last loaded,
-    which `Store.gc(max_bytes=...)` evicts by (least recently used first), whatever the mount's atime option.
-    To the hour: a time set less than an hour ago is left as it is, since setting it costs more than a small
-    load. A store this process may not change (read-only) keeps its times."""
+def _note_use(marker: int | str, folder: str, key: str) -> None:
+    """Note that a checkpoint was loaded now, in its folder's use notes (index.note_use), which
+    `Store.gc(max_bytes=...)` evicts by (least recently used first). To the hour, since a note costs more than a
+    small load: its marker's status-change time says when it was stored or last noted (each note sets the
+    marker's access time, which changes that, and reading it does not), and a key is noted again only once that
+    is an hour old. A store this process may not change (read-only) keeps no notes."""
     try:
         now = time.time_ns()
-        status = os.stat(file)
-        if now - status.st_atime_ns > _USE_RESOLUTION_NS:
-            os.utime(file, ns=(now, status.st_mtime_ns))
+        status = os.stat(marker)
+        if now - status.st_ctime_ns > _USE_RESOLUTION_NS:
+            os.utime(marker, ns=(now, status.st_mtime_ns))
+            index.note_use(folder, key, now / 1e9)
     except OSError:
         pass
 
