@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chkpt
-from chkpt import catalog, codecs, index
+from chkpt import codecs, index, listing
 from chkpt import store as store_module
 from chkpt.store import LocalStore
 
@@ -55,7 +55,7 @@ def no_record_reads(monkeypatch: pytest.MonkeyPatch) -> None:
     def refuse(*args: object) -> None:
         raise AssertionError(f"a record was read: {args}")
 
-    monkeypatch.setattr(catalog, "_read_record", refuse)
+    monkeypatch.setattr(listing, "_read_record", refuse)
 
 
 # --- the index ------------------------------------------------------------------------------------------------------

@@ -201,9 +201,127 @@ def test_storage_options_values_are_not_shown() -> None:
         chkpt.Config(storage_options=["key"])  # type: ignore[arg-type]
 
 
-def test_the_catalog_says_it_is_for_folders() -> None:
-    with pytest.raises(chkpt.ConfigError, match="local folder"):
-        chkpt.Store("s3://bucket/x")
+# --- listing and gc on object storage ------------------------------------------------------------------------
+
+
+def stored(url: str, options: dict[str, Any]) -> dict[tuple[str, int], str]:
+    """Runs of the pipeline with n = 1, 2, 3 (in that order, a second apart so that "newest" is plain): the keys
+    by (stage, n)."""
+    import time
+
+    keys = {}
+    for n in (1, 2, 3):
+        if n > 1:
+            time.sleep(1.0)  # records are dated to the second
+        run = pipeline(n).run(config(url, options))
+        keys.update({(r.name, n): r.key for r in run.records})
+    return keys
+
+
+def test_a_store_in_object_storage_lists_what_runs_stored(store_url: tuple[str, dict[str, Any]]) -> None:
+    url, options = store_url
+    keys = stored(url, options)
+    listed = chkpt.Store(url, storage_options=options).checkpoints()
+    assert [(cp.stage, cp.key) for cp in listed] == [
+        (stage, keys[stage, n]) for stage in ("as_bytes", "as_set", "rows") for n in (3, 2, 1)
+    ]
+    fs, _ = file_system(url, options)
+    for cp in listed:
+        assert cp.files[0].startswith(url.partition("://")[0] + "://")
+        assert cp.files[0].endswith(".json" if cp.stage == "rows" else ".meta.json")
+        assert cp.bytes == sum(fs.size(path) for path in cp.files)
+        assert cp.used == cp.created  # loads leave no trace in object storage
+    assert [cp.key for cp in chkpt.Store(url, storage_options=options).checkpoints("as_set")] == [
+        keys["as_set", n] for n in (3, 2, 1)
+    ]
+
+
+def test_gc_in_object_storage_keeps_the_newest_and_runs_load_them(store_url: tuple[str, dict[str, Any]]) -> None:
+    url, options = store_url
+    keys = stored(url, options)
+    store = chkpt.Store(url, storage_options=options)
+    planned = store.gc(dry_run=True)
+    collected = store.gc()
+    assert collected == planned
+    assert {(cp.stage, cp.key) for cp in collected.removed} == {
+        (stage, keys[stage, n]) for stage in ("rows", "as_set", "as_bytes") for n in (1, 2)
+    }
+    assert collected.bytes_freed == sum(cp.bytes for cp in collected.removed)
+    fs, _ = file_system(url, options)
+    assert not any(fs.exists(path) for cp in collected.removed for path in cp.files)
+    assert len(store.checkpoints()) == 3
+    calls.clear()
+    run = pipeline(3).run(config(url, options, load=True))
+    assert [r.outcome for r in run.records] == ["loaded"] and calls == []
+    assert store.gc(keep_reachable=pipeline(3)) == chkpt.Collected()
+    assert len(store.gc(keep_last=0).removed) == 3
+
+
+def filled(store_url: tuple[str, dict[str, Any]]) -> tuple[str, dict[str, Any], dict[tuple[str, int], str], Any, Any]:
+    """The store's URL and options after `stored`, its keys, the RemoteStore and its file system."""
+    from chkpt.remote import RemoteStore
+
+    url, options = store_url
+    keys = stored(url, options)
+    return url, options, keys, RemoteStore(url, options), file_system(url, options)[0]
+
+
+def test_gc_in_object_storage_skips_locked_keys_and_keys_stored_again(
+    store_url: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chkpt import listing
+
+    url, options, keys, remote, fs = filled(store_url)
+    real_scan = listing.RemoteListing.scan
+
+    def scan_then_store_again(self: listing.RemoteListing) -> list[listing.Folder]:
+        folders = real_scan(self)
+        path = remote.marker("as_set", keys["as_set", 1], "pickle")
+        fs.pipe_file(path, fs.cat_file(path) + b" ")  # a run stores the key again after gc looked
+        return folders
+
+    monkeypatch.setattr(listing.RemoteListing, "scan", scan_then_store_again)
+    with remote.lock("rows", keys["rows", 1]):
+        collected = chkpt.Store(url, storage_options=options).gc(keep_last=0, stages=["rows", "as_set"])
+    assert [(cp.stage, cp.key) for cp in collected.skipped_locked] == [("rows", keys["rows", 1])]
+    assert {(cp.stage, cp.key) for cp in collected.removed} == {
+        ("rows", keys["rows", 2]),
+        ("rows", keys["rows", 3]),
+        ("as_set", keys["as_set", 2]),
+        ("as_set", keys["as_set", 3]),
+    }
+    monkeypatch.undo()
+    assert {cp.key for cp in chkpt.Store(url, storage_options=options).checkpoints("as_set")} == {keys["as_set", 1]}
+
+
+def test_damaged_records_and_orphans_in_object_storage(
+    store_url: tuple[str, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chkpt import catalog
+
+    url, options, keys, remote, fs = filled(store_url)
+    fs.pipe_file(remote.marker("as_set", keys["as_set", 3], "pickle"), b"not json")
+    orphan = remote.path("as_bytes", "ab" * 16, "bin")
+    fs.pipe_file(orphan, b"a value whose record was never put")
+    listed = {cp.key: cp for cp in chkpt.Store(url, storage_options=options).checkpoints()}
+    assert listed[keys["as_set", 3]].stage == "as_set"  # its folder's name: the record cannot say
+    assert "ab" * 16 not in listed
+    store = chkpt.Store(url, storage_options=options)
+    assert store.gc(keep_last=3) == chkpt.Collected()  # the orphan is younger than an hour: maybe a write
+    monkeypatch.setattr(catalog, "LEFTOVER_AGE", -1.0)
+    collected = store.gc(keep_last=3)
+    assert collected.removed == () and collected.bytes_freed == len(b"a value whose record was never put")
+    assert not fs.exists(orphan)
+    assert {cp.key for cp in store.gc(keep_last=0, stages=["as_set"]).removed} == {keys["as_set", n] for n in (1, 2, 3)}
+
+
+def test_a_store_url_needs_its_options_and_a_folder_takes_none(tmp_path: Path) -> None:
+    with pytest.raises(chkpt.ConfigError, match="storage_options"):
+        chkpt.Store(tmp_path, storage_options={"key": "x"})
+    with pytest.raises(chkpt.ConfigError, match="storage_options"):
+        chkpt.Store("memory://x", storage_options=["key"])  # type: ignore[arg-type]
+    assert chkpt.Store("memory://chkpt-tests/nothing-here").checkpoints() == []
+    assert chkpt.Store(f"file://{tmp_path}").root == str(tmp_path)
 
 
 def test_a_dead_holders_lease_is_taken_over_and_a_live_one_is_waited_for(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -27,18 +27,19 @@ from . import run as _run  # noqa: F401  isort: skip
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from .catalog import Checkpoint, Collected, Store
+    from .catalog import Collected, Store
+    from .listing import Checkpoint
 else:
-    # Retention (catalog.py) is no part of a run, so it is loaded the first time one of its names is used and
-    # `import chkpt` does not pay for it. (Hidden from type checkers, which see the import above: a module
+    # Retention (catalog.py, listing.py) is no part of a run, so it is loaded the first time one of its names is
+    # used and `import chkpt` does not pay for it. (Hidden from type checkers, which see the import above: a module
     # `__getattr__` would make every misspelt `chkpt.` name type-check.)
     _LAZY = ("Checkpoint", "Collected", "Store")
 
     def __getattr__(name: str) -> object:
         if name in _LAZY:
-            from . import catalog
+            from . import catalog, listing
 
-            value = globals()[name] = getattr(catalog, name)
+            value = globals()[name] = getattr(listing if name == "Checkpoint" else catalog, name)
             return value
         raise AttributeError(f"module 'chkpt' has no attribute {name!r}")
 

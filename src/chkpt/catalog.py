@@ -1,38 +1,11 @@
-"""What a checkpoint folder holds, and removing what is no longer wanted: `chkpt.Store(dir)`.
+"""Which checkpoints a store keeps, and removing the rest: `chkpt.Store(dir)`.
 
 A run never deletes a checkpoint (an old key may become valid again when an edit is reverted), so a folder only
 grows. `Store.checkpoints()` lists what it holds and `Store.gc()` removes all but the newest checkpoints of each
 stage, or those older than an age, or both.
 
-What counts as chkpt's, in `<dir>/<stage folder>/` and its fan-out subfolders `<2 hex>/` (the store's layout, see
-store.py), besides the folder's index and use notes (index.py):
-
-- a checkpoint: `<key>.meta.json` (its record, the marker) with its value file(s) `<key>.<ext>`; or, with no
-  record beside it, `<key>.json`, the JSON layout whose first line is the record. `<key>` is 32 lowercase hex
-  digits, as keys are. A damaged or foreign record still makes a checkpoint (dated by the marker's mtime): it can
-  never load, and gc must be able to remove it.
-- an orphan: `<key>.<ext>` with no marker, the value file of a two-file write that crashed before its record.
-- a temporary file: `.<file name>.<pid>.<8 hex>.tmp`, left by a write that crashed (and `.probe.<pid>.<8 hex>` in
-  `<dir>` itself, left by the writability check).
-
-A checkpoint that the folder's index describes (its marker is the file the entry was written for, by inode) is
-listed from the index, with no file opened and none's status asked for; any other, from its record and its files'
-status. For what chkpt writes, the two agree (a property test holds them equal), so the index only saves time
-(100,000 checkpoints listed in under a second); a file changed in place, by hand, keeps its entry and is listed
-as it was stored (a load still checks it, and refuses it if damaged). `used` comes from the use notes. gc rewrites
-the index and the notes to what it keeps.
-
-Lock files live apart, in `<dir>/.locks/` (not a stage folder), and gc leaves them alone.
-
-Everything else (a README, a folder of your own, a file named otherwise) is not chkpt's and is never touched, and
-only folders whose names chkpt could have made (`store.folder_name` leaves them as they are) are stage folders.
-
-Removing a checkpoint takes its key's lock (without waiting: a key whose lock a run holds, because it is
-computing or storing that key, is skipped), so no run stores the key meanwhile; a key stored again since gc
-looked is kept. It removes the marker first, then fsyncs the folder, then removes the value file: a crash in
-between leaves an orphan, never a record that vouches for a missing value. A run that planned to load a
-checkpoint that gc then removed finds it gone, warns and computes the stage again, as for any checkpoint that
-disappears.
+What counts as chkpt's, how a folder or a bucket is listed, and how a checkpoint is removed safely (under its
+key's lock, record first) is listing.py's; this module decides what goes.
 
 Orphans and temporary files are removed once their last write is an hour old (`LEFTOVER_AGE`): younger ones may
 belong to a write in progress, in this process or on another machine sharing the folder.
@@ -40,22 +13,20 @@ belong to a write in progress, in this process or on another machine sharing the
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import operator
 import os
 import re
 import time
-from typing import NamedTuple
 
-from . import index
-from .errors import ConfigError, StoreError
+from .errors import ConfigError
+from .listing import Checkpoint, Folder, LocalListing, RemoteListing, no_collection
+from .remote import is_url
 from .stage import Stage
-from .store import META, Damaged, LocalStore, _fsync_folder, folder_name, parse_record
+from .store import folder_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
     from datetime import timedelta
     from typing import Any, TypeAlias
 
@@ -67,11 +38,8 @@ if TYPE_CHECKING:
 LEFTOVER_AGE = 3600.0
 """Seconds after its last write before an orphan value file or a temporary file counts as left by a crash."""
 
-_KEY_LENGTH = 32
 _BY_KEY = operator.itemgetter(1)  # of a Checkpoint
 _BY_CREATED = operator.itemgetter(2)
-_HEX = frozenset("0123456789abcdef")
-_RECORD_LIMIT = 16 * 1024 * 1024  # a first line longer than this is no record chkpt wrote
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _AGE_FORMS = (
     "a datetime.timedelta, a number of seconds >= 0, or a string of one number and one unit: "
@@ -112,39 +80,6 @@ class _Frozen:
         return f"{type(self).__name__}({shown})"
 
 
-class _Fields(NamedTuple):
-    stage: str
-    key: str
-    created: float
-    bytes: int
-    files: tuple[str, ...]
-    used: float
-
-
-class Checkpoint(_Fields):
-    """One whole checkpoint in a store: a named tuple (frozen, compared and hashed by its fields), since a
-    listing makes 100,000 of them at a time.
-
-    `stage` is the stage's name from its record (the folder's name when the record cannot be read), `key` its key,
-    `created` when it was stored (unix seconds: the record's `created`, else the marker's modification time),
-    `bytes` the size of all its files, `files` their absolute paths, the marker (the file whose presence means
-    a whole checkpoint) first, and `used` when it was last loaded, to the hour (unix seconds, from its folder's
-    use notes; `created` if it was never loaded, or only within the hour after it was stored).
-    """
-
-    __slots__ = ()
-
-    def __new__(
-        cls, stage: str, key: str, created: float, bytes: int, files: Iterable[str], used: float | None = None
-    ) -> Checkpoint:
-        return tuple.__new__(cls, (stage, key, created, bytes, tuple(files), _later(created, used)))
-
-
-def _later(created: float, used: float | None) -> float:
-    """A checkpoint's `used`: its last noted load, unless it has none, or one from before it was stored again."""
-    return created if used is None or used < created else used
-
-
 class Collected(_Frozen):
     """What `Store.gc` removed, or with `dry_run=True` would remove (frozen).
 
@@ -176,73 +111,38 @@ class Collected(_Frozen):
         )
 
 
-class _Leftover:
-    """An orphan value file or a temporary file: removable once LEFTOVER_AGE old and not under a held lock."""
-
-    __slots__ = ("key", "modified", "path", "size", "temporary")
-
-    def __init__(self, path: str, size: int, modified: float, key: str | None, temporary: bool) -> None:
-        self.path = path
-        self.size = size
-        self.modified = modified
-        self.key = key
-        self.temporary = temporary
-
-
-class _Folder:
-    """What one stage folder holds: its checkpoints, each with the index entry that describes it (None when its
-    record cannot be read, so its stage name is its folder's), and whether its index differs from that."""
-
-    __slots__ = ("checkpoints", "indexed", "leftovers", "name", "path", "seen", "stale", "used")
-
-    def __init__(self, name: str, path: str) -> None:
-        self.name = name
-        self.path = path
-        self.checkpoints: list[tuple[Checkpoint, index.Entry | None]] = []
-        self.leftovers: list[_Leftover] = []
-        self.used: dict[str, float] = {}
-        self.seen = (0, 0)  # bytes read of its index and of its use notes
-        self.indexed = 0
-        self.stale = False
-
-
-@contextlib.contextmanager
-def _no_collection() -> Iterator[None]:
-    """Pause Python's cycle collector while a listing builds its objects, which make none: it would otherwise
-    run every few hundred of them, over all made so far, and take a third of the time of 100,000 checkpoints."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
 class Store:
-    """A checkpoint folder, the same one `Config(dir=...)` names: what it holds, and removing what is not wanted.
+    """A checkpoint store, the same one `Config(dir=...)` names: what it holds, and removing what is not wanted.
 
-    `Store(dir)` takes a path (str or os.PathLike) and reads nothing until asked; a folder that does not exist
-    holds no checkpoints. `root` is its absolute path.
+    `Store(dir)` takes a folder's path (str or os.PathLike), or an fsspec URL (`s3://bucket/prefix`,
+    `memory://...`) with the `storage_options` to open it (as `Config(storage_options=...)`; needs `chkpt[s3]`);
+    it reads nothing until asked, and a folder or prefix that does not exist holds no checkpoints. `root` is the
+    folder's absolute path, or the URL.
     """
 
-    __slots__ = ("root",)
+    __slots__ = ("_listing", "root")
 
-    def __init__(self, dir: str | os.PathLike[str]) -> None:
+    def __init__(self, dir: str | os.PathLike[str], storage_options: dict[str, Any] | None = None) -> None:
         if not isinstance(dir, (str, os.PathLike)) or isinstance(dir, bytes):
-            raise ConfigError(f"Store(dir) takes a path (str or os.PathLike), got {type(dir).__name__}")
+            raise ConfigError(f"Store(dir) takes a path (str or os.PathLike) or a URL, got {type(dir).__name__}")
         path = os.fspath(dir)
         if not isinstance(path, str) or not path:
             raise ConfigError(f"Store(dir) takes a non-empty str path, got {path!r}")
+        if storage_options is not None and not isinstance(storage_options, dict):
+            raise ConfigError(f"Store(storage_options=...) takes a dict, got {type(storage_options).__name__}")
+        self._listing: LocalListing | RemoteListing
+        if is_url(path):
+            from .remote import RemoteStore
+
+            self._listing = RemoteListing(RemoteStore(path, storage_options))
+            self.root = path
+            return
+        if storage_options:
+            raise ConfigError(f"Store({path!r}, storage_options=...): storage options are for an fsspec URL")
         if "://" in path:
-            scheme, _, rest = path.partition("://")
-            if scheme not in ("file", "local"):
-                raise ConfigError(
-                    f"Store({path!r}): listing and gc work on a local folder for now, not on an fsspec URL; for "
-                    "object storage, use the bucket's lifecycle rules meanwhile"
-                )
-            path = rest
+            path = path.partition("://")[2]  # file:// or local://
         self.root = os.path.abspath(path)
+        self._listing = LocalListing(self.root)
 
     def __repr__(self) -> str:
         return f"Store({self.root!r})"
@@ -254,7 +154,7 @@ class Store:
         A stage name that has no folder here is a ConfigError naming the stages the folder holds: a typo would
         otherwise look like an empty stage.
         """
-        folders = self._scan()
+        folders = self._listing.scan()
         selected = None if stage is None else _selection([stage], folders, self.root, "checkpoints(stage=...)")
         return [cp for cp, _ in _ranked(folders, selected)]
 
@@ -304,7 +204,7 @@ class Store:
         defaults = reachable is None and budget is None
         keep = _keep_last(keep_last) if keep_last is not None else (1 if defaults else 0)
         age = None if older_than is None else _seconds(older_than)
-        folders = self._scan()
+        folders = self._listing.scan()
         selected = None if stages is None else _selection(stages, folders, self.root, "gc(stages=...)")
         now = time.time()
         doomed: set[tuple[str, str]] = set()
@@ -322,13 +222,13 @@ class Store:
         skipped: list[Checkpoint] = []
         freed = 0
         temporaries = 0
-        store = LocalStore(self.root)
+        listing = self._listing
         for folder in folders:
             if selected is not None and folder.name not in selected:
                 continue
             going = []
             for cp in due.get(folder.name, ()):
-                if store.lock(folder.name, cp.key).held_elsewhere():
+                if listing.held_elsewhere(folder.name, cp.key):
                     skipped.append(cp)
                 else:
                     going.append(cp)
@@ -336,7 +236,7 @@ class Store:
                 leftover
                 for leftover in folder.leftovers
                 if now - leftover.modified > LEFTOVER_AGE
-                and not (leftover.key and store.lock(folder.name, leftover.key).held_elsewhere())
+                and not (leftover.key and listing.held_elsewhere(folder.name, leftover.key))
             ]
             if dry_run:
                 removed += going
@@ -345,253 +245,31 @@ class Store:
                 continue
             gone = set()
             for cp in going:
-                outcome = _remove_checkpoint(store, folder, cp, now)
+                outcome = listing.remove(folder, cp, now)
                 if outcome == "removed":
                     removed.append(cp)
                     gone.add(cp.key)
                     freed += cp.bytes
                 elif outcome == "locked":
                     skipped.append(cp)
-            if gone or folder.stale:
-                _reindex(folder, gone)
+            listing.removed(folder, gone)
             for leftover in leftovers:
-                if _unlink(leftover.path):
+                if listing.remove_file(leftover.path):
                     freed += leftover.size
                     temporaries += leftover.temporary
         if stages is None:
-            for probe in _probes(self.root):
-                if now - probe.modified > LEFTOVER_AGE and (dry_run or _unlink(probe.path)):
+            for probe in listing.probes():
+                if now - probe.modified > LEFTOVER_AGE and (dry_run or listing.remove_file(probe.path)):
                     freed += probe.size
                     temporaries += 1
         return Collected(tuple(removed), freed, temporaries, tuple(skipped))
-
-    # --- reading the folder ---------------------------------------------------------------------------------------
-
-    @_no_collection()
-    def _scan(self) -> list[_Folder]:
-        """Every stage folder, in name order, with its checkpoints and leftovers."""
-        try:
-            entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
-        except (FileNotFoundError, NotADirectoryError):
-            return []
-        except OSError as exc:
-            raise StoreError(f"cannot read checkpoint folder {self.root!r}: {exc.strerror or exc}") from None
-        folders = []
-        for entry in entries:
-            if entry.name.startswith(".") or folder_name(entry.name) != entry.name or not entry.is_dir():
-                continue
-            folder = _Folder(entry.name, entry.path)
-            _read_folder(folder)
-            folders.append(folder)
-        return folders
-
-
-def _read_folder(folder: _Folder) -> None:
-    """Fill `folder` with what its files are: each checkpoint from the folder's index where an entry describes its
-    marker as it is, else from its record and file status."""
-    known, index_seen = index.read(folder.path)
-    folder.used, used_seen = index.uses(folder.path)
-    folder.seen = (index_seen, used_seen)
-    files: dict[str, os.DirEntry[str]] = {}
-    listed = _list(folder.path, files)
-    if listed != len(files):  # one name in two places (by hand, or a crash): no shortcut, so none is missed
-        known = {}
-    for key, entry in known.items():
-        checkpoint = _indexed(entry, files, folder.path, folder.used.get(key))
-        if checkpoint is not None:
-            folder.checkpoints.append((checkpoint, entry))
-    folder.indexed = len(folder.checkpoints)
-    _read_files(folder, files.values())
-    indexable = sum(entry is not None for _, entry in folder.checkpoints)
-    folder.stale = folder.indexed != len(known) or folder.indexed != indexable
-
-
-def _list(path: str, files: dict[str, os.DirEntry[str]], fanned: bool = False) -> int:
-    """Put what a stage folder holds (and, unless `fanned`, what its fan-out subfolders hold) in `files` by name;
-    returns how many entries there were."""
-    try:
-        entries = list(os.scandir(path))
-    except FileNotFoundError:
-        return 0  # removed meanwhile
-    except OSError as exc:
-        raise StoreError(f"cannot read checkpoint folder {path!r}: {exc.strerror or exc}") from None
-    if fanned:
-        files.update({entry.name: entry for entry in entries})
-        return len(entries)
-    count = 0
-    for entry in entries:
-        name = entry.name
-        if len(name) == 2 and _HEX.issuperset(name) and entry.is_dir(follow_symlinks=False):
-            count += _list(entry.path, files, fanned=True)
-        else:
-            files[name] = entry
-            count += 1
-    return count
-
-
-def _indexed(
-    entry: index.Entry, files: dict[str, os.DirEntry[str]], folder: str, used: float | None
-) -> Checkpoint | None:
-    """The checkpoint an index entry describes, taking its files out of `files`, if its marker is the file the
-    entry was written for, where a store looks for it (in `folder` or the subfolder of its key's first two
-    digits); no file opened, none's status asked for."""
-    key = entry[0]
-    inline = len(entry) == 5
-    name = f"{key}.json" if inline else f"{key}.{META}"
-    marker = files.get(name)
-    if (
-        marker is None
-        or marker.inode() != entry[1]
-        or not index.described(entry)
-        or (marker.path != f"{folder}{os.sep}{name}" and marker.path != f"{folder}{os.sep}{key[:2]}{os.sep}{name}")
-    ):
-        return None
-    del files[name]
-    created = float(entry[4])
-    used = created if used is None or used < created else used
-    value = None if inline else files.get(f"{key}.{entry[5]}")
-    if value is not None and os.path.dirname(value.path) == os.path.dirname(marker.path):
-        del files[value.name]
-    else:
-        value = None
-    # Made as a tuple (Checkpoint.__new__ is Python code): a listing makes 100,000 of them.
-    if value is None:
-        return tuple.__new__(Checkpoint, (entry[3], key, created, entry[2], (marker.path,), used))
-    return tuple.__new__(Checkpoint, (entry[3], key, created, entry[2] + entry[6], (marker.path, value.path), used))
-
-
-def _read_files(folder: _Folder, entries: Iterable[os.DirEntry[str]]) -> None:
-    """Add to `folder` what the files `entries` are: checkpoints read from their records, orphan value files,
-    temporary files; what is none of these is not chkpt's and is left out."""
-    by_key: dict[str, dict[str, os.DirEntry[str]]] = {}
-    for entry in entries:
-        name = entry.name
-        if not entry.is_file(follow_symlinks=False):
-            continue
-        if name[0] == ".":
-            key = _temporary_key(name)
-            if key is not None:
-                stat = _stat(entry)
-                if stat is not None:
-                    folder.leftovers.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, key or None, True))
-            continue
-        stem, _, extension = name.partition(".")
-        if len(stem) == _KEY_LENGTH and extension and _HEX.issuperset(stem) and _in_place(entry, stem, folder.path):
-            by_key.setdefault(stem, {})[extension] = entry
-    for key, files in by_key.items():
-        if META in files:  # a two-file checkpoint: its record, then its value file
-            marker, inline = files.pop(META), False
-        elif "json" in files:  # the JSON layout, one file
-            marker, inline = files.pop("json"), True
-        else:  # a value file whose record was never written: an orphan
-            for entry in files.values():
-                stat = _stat(entry)
-                if stat is not None:
-                    folder.leftovers.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, key, False))
-            continue
-        found = _recorded(folder, key, marker, files, inline)
-        if found is not None:
-            folder.checkpoints.append(found)
-
-
-def _in_place(entry: os.DirEntry[str], key: str, folder: str) -> bool:
-    """Whether a file of a key is where a store looks for it: in its stage folder, or in the fan-out subfolder of
-    its key's first two digits (a file in another subfolder is not chkpt's)."""
-    parent = os.path.dirname(entry.path)
-    return parent == folder or os.path.basename(parent) == key[:2]
-
-
-def _recorded(
-    folder: _Folder, key: str, marker: os.DirEntry[str], files: dict[str, os.DirEntry[str]], inline: bool
-) -> tuple[Checkpoint, index.Entry | None] | None:
-    """A checkpoint as its record and its files' status describe it, with the index entry that would describe it
-    (None when its record cannot be read: it is then listed under its folder's name, and dated by its marker);
-    None if it was removed since the folder was listed."""
-    status = _stat(marker)
-    if status is None:
-        return None
-    values = [(entry, found) for _, entry in sorted(files.items()) if (found := _stat(entry)) is not None]
-    record = _read_record(marker.path, key, inline)
-    stage = record.get("stage") if record is not None else None
-    created = index.created_seconds(record.get("created")) if record is not None else None
-    named = isinstance(stage, str) and bool(stage)
-    checkpoint = Checkpoint(
-        stage if isinstance(stage, str) and stage else folder.name,
-        key,
-        status.st_mtime if created is None else created,
-        status.st_size + sum(value_status.st_size for _, value_status in values),
-        (marker.path, *(entry.path for entry, _ in values)),
-        folder.used.get(key),
-    )
-    if not named:
-        return checkpoint, None
-    value = None if inline or not values else (values[0][0].name.partition(".")[2], values[0][1].st_size)
-    return checkpoint, index.entry(key, status.st_ino, status.st_size, checkpoint.stage, checkpoint.created, value)
-
-
-def _temporary_key(name: str) -> str | None:
-    """For a temporary file's name (`.<file>.<pid>.<8 hex>.tmp`), the key of the file it was to become, or ""
-    when that file is not a key's; None when the name is no temporary file of chkpt's."""
-    if not name.endswith(".tmp"):
-        return None
-    final, _, rest = name[1:-4].rpartition(".")
-    final, _, pid = final.rpartition(".")
-    if not (final and pid.isdigit() and len(rest) == 8 and _HEX.issuperset(rest)):
-        return None
-    stem = final.partition(".")[0]
-    return stem if len(stem) == _KEY_LENGTH and _HEX.issuperset(stem) else ""
-
-
-def _probes(root: str) -> list[_Leftover]:
-    """The files `LocalStore.ensure_writable` makes and removes at once (`.probe.<pid>.<8 hex>`), left by a crash."""
-    try:
-        entries = list(os.scandir(root))
-    except OSError:
-        return []
-    probes = []
-    for entry in entries:
-        pid, _, rest = entry.name.removeprefix(".probe.").partition(".")
-        if (
-            entry.name.startswith(".probe.")
-            and pid.isdigit()
-            and len(rest) == 8
-            and _HEX.issuperset(rest)
-            and entry.is_file(follow_symlinks=False)
-        ):
-            stat = _stat(entry)
-            if stat is not None:
-                probes.append(_Leftover(entry.path, stat.st_size, stat.st_mtime, None, True))
-    return probes
-
-
-def _stat(entry: os.DirEntry[str]) -> os.stat_result | None:
-    """A file's status, or None for a file removed since the folder was listed."""
-    try:
-        return entry.stat(follow_symlinks=False)
-    except FileNotFoundError:
-        return None
-    except OSError as exc:
-        raise StoreError(f"cannot read {entry.path!r}: {exc.strerror or exc}") from None
-
-
-def _read_record(path: str, key: str, inline: bool) -> dict[str, Any] | None:
-    """A checkpoint's record, or None when it is not one chkpt wrote for this key (damaged, or foreign)."""
-    try:
-        with open(path, "rb") as file:
-            data = file.readline(_RECORD_LIMIT) if inline else file.read(_RECORD_LIMIT)
-    except OSError:
-        return None
-    try:
-        return parse_record(data, key, inline)
-    except Damaged:
-        return None
 
 
 # --- choosing ---------------------------------------------------------------------------------------------------
 
 
-@_no_collection()
-def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
+@no_collection()
+def _ranked(folders: list[Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
     """The selected checkpoints with their folder's name, by stage, newest first, ties by key.
 
     `selected` maps a folder to the stage names asked for in it (None: everything). A checkpoint is selected by
@@ -602,8 +280,8 @@ def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> lis
     for folder in folders:
         if selected is not None and folder.name not in selected:
             continue
-        for cp, entry in folder.checkpoints:
-            if selected is None or entry is None or cp.stage in selected[folder.name]:
+        for cp, named in folder.checkpoints:
+            if selected is None or not named or cp.stage in selected[folder.name]:
                 group = by_stage.get(cp.stage)
                 if group is None:
                     group = by_stage[cp.stage] = []
@@ -620,7 +298,7 @@ def _ranked(folders: list[_Folder], selected: dict[str, set[str]] | None) -> lis
 
 
 def _over_budget(
-    folders: list[_Folder],
+    folders: list[Folder],
     selected: dict[str, set[str]] | None,
     going: set[tuple[str, str]],
     budget: int,
@@ -682,7 +360,7 @@ def _reachable(given: object) -> set[tuple[str, str]]:
 
 
 def _due(
-    folders: list[_Folder], selected: dict[str, set[str]] | None, keep: int, age: float | None, now: float
+    folders: list[Folder], selected: dict[str, set[str]] | None, keep: int, age: float | None, now: float
 ) -> list[tuple[Checkpoint, str]]:
     """The checkpoints to remove: past the `keep` newest of their stage and, with an age, older than it."""
     due = []
@@ -694,7 +372,7 @@ def _due(
     return due
 
 
-def _selection(names: Iterable[object], folders: list[_Folder], root: str, call: str) -> dict[str, set[str]]:
+def _selection(names: Iterable[object], folders: list[Folder], root: str, call: str) -> dict[str, set[str]]:
     """The folders of the stages named, each with the names asked for in it; every name must have a folder here
     (unless the store holds no stage folder at all, so has nothing a typo could keep)."""
     if isinstance(names, (str, bytes, Stage)):
@@ -748,46 +426,3 @@ def _seconds(value: object) -> float:
     if seconds is None or not math.isfinite(seconds) or seconds < 0:
         raise ConfigError(f"gc(older_than=...) takes {_AGE_FORMS}; got {value!r}")
     return seconds
-
-
-def _remove_checkpoint(store: LocalStore, folder: _Folder, cp: Checkpoint, scanned: float) -> str:
-    """Remove one checkpoint while holding its key's lock, so that no run stores that key meanwhile: its marker
-    first, made durable, then its value files (a crash leaves an orphan, never a record without its value).
-    Returns "removed", "locked" (a run holds the key), or "kept" (gone already, or stored again since the scan).
-    """
-    lock = store.lock(folder.name, cp.key)
-    if not lock.enter_if_free():
-        return "locked"
-    try:
-        try:
-            if os.stat(cp.files[0]).st_mtime >= scanned:
-                return "kept"  # a run stored this key again after gc looked: it is new, not old
-        except FileNotFoundError:
-            return "kept"
-        if not _unlink(cp.files[0]):
-            return "kept"
-        _fsync_folder(os.path.dirname(cp.files[0]))
-        for path in cp.files[1:]:
-            _unlink(path)
-        return "removed"
-    finally:
-        lock.__exit__(None, None, None)
-
-
-def _reindex(folder: _Folder, gone: set[str]) -> None:
-    """Rewrite a folder's index to the checkpoints it keeps, oldest first as a store appends them."""
-    kept = [(cp, entry) for cp, entry in folder.checkpoints if entry is not None and cp.key not in gone]
-    kept.sort(key=lambda item: (item[0].created, item[0].key))
-    used = {cp.key: folder.used[cp.key] for cp, _ in kept if cp.key in folder.used}
-    index.rewrite(folder.path, (entry for _, entry in kept), used, folder.seen)
-
-
-def _unlink(path: str) -> bool:
-    """Remove a file; False when it was already gone."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    except OSError as exc:
-        raise StoreError(f"cannot remove {path!r}: {exc.strerror or exc}") from None
-    return True

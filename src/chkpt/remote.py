@@ -210,25 +210,41 @@ class LeaseLock:
         self._renewing: threading.Thread | None = None
 
     def __enter__(self) -> LeaseLock:
-        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
         pause = 0.05
-        while True:
-            try:
-                self._fs.pipe_file(self._path, _lease(owner), mode="create")
-                break
-            except FileExistsError:
-                if _expired(self._fs, self._path):
-                    _remove_quietly(self._fs, self._path)
-                    continue
-            except Exception:  # no only-if-absent create here (or no rights): run without the lock
-                return self
+        while self._attempt() is False:
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
-        self._owner = owner
-        self._stop = threading.Event()
-        self._renewing = threading.Thread(target=self._renew, name="chkpt-lease", daemon=True)
-        self._renewing.start()
         return self
+
+    def enter_if_free(self) -> bool:
+        """Take the lock if no live holder has it, without waiting: True if taken (or if no lock can be made
+        here), then leave it with `__exit__`; False if another holder has it."""
+        return self._attempt() is not False
+
+    def held_elsewhere(self) -> bool:
+        """Whether a live holder has the lock now (a look, not a wait)."""
+        return not _expired(self._fs, self._path)
+
+    def _attempt(self) -> bool | None:
+        """One try: True if taken, False if a live holder has it, None if no lock can be made here (no
+        only-if-absent create, or no rights: then runs go without it)."""
+        owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
+        for _ in range(2):  # once more after removing a dead holder's lock
+            try:
+                self._fs.pipe_file(self._path, _lease(owner), mode="create")
+            except FileExistsError:
+                if not _expired(self._fs, self._path):
+                    return False
+                _remove_quietly(self._fs, self._path)
+                continue
+            except Exception:  # each back end has its own errors
+                return None
+            self._owner = owner
+            self._stop = threading.Event()
+            self._renewing = threading.Thread(target=self._renew, name="chkpt-lease", daemon=True)
+            self._renewing.start()
+            return True
+        return False
 
     def __exit__(self, *exc_info: object) -> None:
         if self._stop is None:
