@@ -38,12 +38,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
+from unittest import mock
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import chkpt
+from chkpt import index
 from chkpt.store import LocalStore
 
 HAVE_NUMPY = importlib.util.find_spec("numpy") is not None
@@ -434,6 +436,7 @@ class KillLoop:
                 self.problems.append(f"attempt {self.attempts}: a checkpoint written before the kill: {reason}")
         if exit_code != 0 and self.kills % 10 == 0:
             self.check_run(self.variant)
+            self.check_listing()
         if exit_code != 0 and len(self.problems) == problems:
             self.counts["crashes survived"] += 1
 
@@ -483,8 +486,22 @@ class KillLoop:
         if final_is_whole and outcomes(run) != [("final", "loaded")]:
             self.problems.append(f"variant {variant}: its final checkpoint is whole, but the run did {outcomes(run)}")
 
+    def check_listing(self) -> None:
+        """The store's listing, from its index, names exactly the whole checkpoints, and is the listing read
+        from every record (what a crash between storing a checkpoint and indexing it can make them differ in)."""
+        self.counts["listings compared"] += 1
+        listed = chkpt.Store(self.store).checkpoints()
+        whole = {(stage, key) for stage, key, _ in whole_checkpoints(self.store, self.pipeline.formats)}
+        if {(cp.stage, cp.key) for cp in listed} != whole:
+            self.problems.append(f"attempt {self.attempts}: the listing is not the whole checkpoints")
+        with mock.patch.object(index, "read", lambda folder: ({}, 0)):
+            from_records = chkpt.Store(self.store).checkpoints()
+        if listed != from_records:
+            self.problems.append(f"attempt {self.attempts}: the index listing differs from the records'")
+
     def finish(self) -> None:
-        """After the last kill: every variant's run, and a load of every checkpoint."""
+        """After the last kill: every variant's run, a load of every checkpoint, and its listing."""
+        self.check_listing()
         for variant in self.variants:
             self.check_run(variant)
         markers = whole_checkpoints(self.store, self.pipeline.formats)
