@@ -665,3 +665,40 @@ def test_a_load_notes_its_use_to_the_hour_and_keeps_the_modification_time(
     monkeypatch.undo()
     assert store.read("stage", key, "json")[0] == {"x": 1}
     assert notes.read_text().count("\n") == 1  # noted within the hour: a load costs no second write
+
+
+# --- removing by name, and reading a record -------------------------------------------------------------------------
+
+
+def test_remove_takes_a_stage_or_some_of_its_keys_under_their_locks(store: dict[str, Any]) -> None:
+    directory, keys = store["dir"], store["keys"]
+    catalog = chkpt.Store(directory)
+    assert catalog.remove("table", [keys["table", 1]], dry_run=True).removed[0].key == keys["table", 1]
+    assert len(catalog.checkpoints("table")) == 3
+    with LocalStore(str(directory)).lock("table", keys["table", 2]):
+        collected = catalog.remove("table", [keys["table", 1], keys["table", 2]])
+    assert [cp.key for cp in collected.removed] == [keys["table", 1]]
+    assert [cp.key for cp in collected.skipped_locked] == [keys["table", 2]]
+    assert collected.bytes_freed == collected.removed[0].bytes
+    assert {cp.key for cp in catalog.remove(blob).removed} == {keys["blob", n] for n in (1, 2, 3)}
+    assert catalog.checkpoints("blob") == []
+    with pytest.raises(chkpt.ConfigError, match=r"no checkpoint with key 'f+'"):
+        catalog.remove("table", ["f" * 32])
+    with pytest.raises(chkpt.ConfigError, match="list of keys"):
+        catalog.remove("table", keys["table", 2])
+    with pytest.raises(chkpt.ConfigError, match="nope"):
+        catalog.remove("nope")
+    assert len(catalog.checkpoints("table")) == 2  # nothing removed by the calls that failed
+
+
+def test_record_reads_a_checkpoints_record_without_its_value(store: dict[str, Any]) -> None:
+    directory, keys = store["dir"], store["keys"]
+    catalog = chkpt.Store(directory)
+    for cp in catalog.checkpoints():
+        record = catalog.record(cp)
+        assert record["key"] == cp.key and record["stage"] == cp.stage
+        assert record["codec"] == ("json" if cp.stage == "table" else "pickle")
+    (newest,) = [cp for cp in catalog.checkpoints("blob") if cp.key == keys["blob", 3]]
+    Path(newest.files[0]).write_text("not json")
+    with pytest.raises(chkpt.StoreError, match="no readable record"):
+        catalog.record(newest)

@@ -214,6 +214,48 @@ class Store:
             doomed -= reachable
         if budget is not None:
             doomed |= _over_budget(folders, selected, doomed, budget, keep if keep_last is not None else 0, reachable)
+        return self._collect(folders, selected, doomed, dry_run, now, tidy=True, probes=stages is None)
+
+    def remove(
+        self, stage: str | Stage[..., Any], keys: Iterable[str] | None = None, dry_run: bool = False
+    ) -> Collected:
+        """Remove a stage's checkpoints: all of them, or those whose keys are given (whole keys, as listed), each
+        under its key's lock as gc does (one a running pipeline holds is kept, in `skipped_locked`). A stage with
+        no folder here, or a key it does not have, is a ConfigError, raised before anything is removed."""
+        folders = self._listing.scan()
+        selected = _selection([stage], folders, self.root, "remove(stage)")
+        listed = {cp.key: cp for cp, _ in _ranked(folders, selected)}
+        wanted = list(listed) if keys is None else list(keys)
+        if isinstance(keys, str):
+            raise ConfigError(f"remove(keys=...) takes a list of keys; wrap one key: [{keys!r}]")
+        unknown = [key for key in wanted if key not in listed]
+        if unknown:
+            name = stage.name if isinstance(stage, Stage) else stage
+            raise ConfigError(f"stage {name!r} has no checkpoint with key {unknown[0]!r} in {self.root!r}")
+        doomed = {(listed[key].stage, key) for key in wanted}
+        return self._collect(folders, selected, doomed, dry_run, time.time(), tidy=False, probes=False)
+
+    def record(self, checkpoint: Checkpoint) -> dict[str, Any]:
+        """A listed checkpoint's record (what stored it, when, its codec, size and checksum), read without
+        loading or checking its value; StoreError if it cannot be read or is not chkpt's."""
+        return self._listing.record(checkpoint)
+
+    def _head(self, checkpoint: Checkpoint, size: int) -> bytes:
+        """The first `size` bytes of a checkpoint's value file (for the JSON layout, its one file)."""
+        return self._listing.head(checkpoint.files[-1], size)
+
+    def _collect(
+        self,
+        folders: list[Folder],
+        selected: dict[str, set[str]] | None,
+        doomed: set[tuple[str, str]],
+        dry_run: bool,
+        now: float,
+        tidy: bool,
+        probes: bool,
+    ) -> Collected:
+        """Remove the `doomed` checkpoints (by stage and key) of the selected folders and, with `tidy`, what crashed
+        writes left there an hour ago or more (with `probes`, in the store's root too)."""
         due: dict[str, list[Checkpoint]] = {}
         for cp, where in _ranked(folders, selected):
             if (cp.stage, cp.key) in doomed:
@@ -234,7 +276,7 @@ class Store:
                     going.append(cp)
             leftovers = [
                 leftover
-                for leftover in folder.leftovers
+                for leftover in (folder.leftovers if tidy else ())
                 if now - leftover.modified > LEFTOVER_AGE
                 and not (leftover.key and listing.held_elsewhere(folder.name, leftover.key))
             ]
@@ -257,7 +299,7 @@ class Store:
                 if listing.remove_file(leftover.path):
                     freed += leftover.size
                     temporaries += leftover.temporary
-        if stages is None:
+        if probes:
             for probe in listing.probes():
                 if now - probe.modified > LEFTOVER_AGE and (dry_run or listing.remove_file(probe.path)):
                     freed += probe.size

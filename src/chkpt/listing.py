@@ -191,6 +191,22 @@ class LocalListing:
         "kept" (gone already, or stored again since the scan at `scanned`)."""
         return _remove(self, self._store.lock(folder.name, cp.key), cp, lambda: _older(cp.files[0], scanned))
 
+    def record(self, cp: Checkpoint) -> dict[str, Any]:
+        """A checkpoint's record, from its marker; StoreError if that is no record of chkpt's for its key."""
+        marker = cp.files[0]
+        record = _read_record(marker, cp.key, not marker.endswith(f".{META}"))
+        if record is None:
+            raise StoreError(f"{marker!r} holds no readable record of chkpt's for key {cp.key}")
+        return record
+
+    def head(self, path: str, size: int) -> bytes:
+        """The first `size` bytes of a file."""
+        try:
+            with open(path, "rb") as file:
+                return file.read(size)
+        except OSError as exc:
+            raise StoreError(f"cannot read {path!r}: {exc.strerror or exc}") from None
+
     def remove_file(self, path: str) -> bool:
         """Remove a file; False when it was already gone."""
         try:
@@ -539,6 +555,23 @@ class RemoteListing:
             return False
         except Exception as exc:  # as in scan
             raise StoreError(f"cannot look at {cp.files[0]!r}: {exc}") from None
+
+    def record(self, cp: Checkpoint) -> dict[str, Any]:
+        """As LocalListing.record."""
+        marker = cp.files[0]
+        try:
+            return parse_record(self.head(marker, _RECORD_LIMIT), cp.key, not marker.endswith(f".{META}"))
+        except Damaged as exc:
+            raise StoreError(f"{marker!r} holds no readable record of chkpt's for key {cp.key}: {exc}") from None
+
+    def head(self, path: str, size: int) -> bytes:
+        """The first `size` bytes of an object."""
+        try:
+            return bytes(self._store.fs.cat_file(path, start=0, end=size))
+        except FileNotFoundError:
+            raise StoreError(f"{path!r} is gone") from None
+        except Exception as exc:  # as in scan
+            raise StoreError(f"cannot read {path!r}: {exc}") from None
 
     def remove_file(self, path: str) -> bool:
         try:

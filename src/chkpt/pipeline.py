@@ -79,6 +79,30 @@ class Pipeline(Generic[R]):
 
         return run(self, config)
 
+    def to_mermaid(self) -> str:
+        """The graph as a Mermaid flowchart (GitHub, GitLab and Jupyter draw it): each distinct node once, with
+        its bound parameters, and constant inputs as nodes of their own."""
+        from .graph import to_mermaid  # drawing, like running, lives above composing
+
+        return to_mermaid(self)
+
+    def to_dot(self) -> str:
+        """The graph in Graphviz's dot language, drawn as `to_mermaid` draws it."""
+        from .graph import to_dot
+
+        return to_dot(self)
+
+    def _repr_markdown_(self) -> str:
+        """In a notebook: the graph, as a Mermaid block."""
+        return f"```mermaid\n{self.to_mermaid()}```\n"
+
+    def _repr_svg_(self) -> str | None:
+        """In a notebook: the graph drawn by Graphviz, when it is installed (else None, and the notebook shows
+        the Markdown)."""
+        from .graph import svg_if_available
+
+        return svg_if_available(self)
+
     def nodes(self) -> list[Pipeline[Any]]:
         """Every node of the graph once, each after all of its inputs (the last one is this pipeline)."""
         return list(_postorder(self))
