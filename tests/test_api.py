@@ -223,6 +223,8 @@ def test_public_names() -> None:
         "Collected",
         "Config",
         "ConfigError",
+        "Decision",
+        "Explanation",
         "Pipeline",
         "PipelineError",
         "Run",

@@ -16,6 +16,7 @@ from .errors import (
     StagesFailed,
     StoreError,
 )
+from .explain import Decision, Explanation
 from .files import file
 from .pipeline import Pipeline
 from .records import Run, StageRecord
@@ -54,6 +55,8 @@ __all__ = [
     "Collected",
     "Config",
     "ConfigError",
+    "Decision",
+    "Explanation",
     "Pipeline",
     "PipelineError",
     "Run",

@@ -109,6 +109,17 @@ def _parser() -> argparse.ArgumentParser:
     )
     deleting(gc)
 
+    explain = command(
+        "explain", "A dry run: what a run would load, compute or skip, and why (what changed). Nothing runs.", _explain
+    )
+    explain.add_argument("pipeline", metavar="MODULE:ATTR", help="a Pipeline: module:attr or path/file.py:attr")
+    store_options(explain)
+    explain.add_argument(
+        "--load",
+        default="all",
+        help="which stages a run may load: all (default), none, or stage names joined by commas (Config(load=...))",
+    )
+
     graph = command("graph", "Print or draw a pipeline's graph.", _graph)
     graph.add_argument("pipeline", metavar="MODULE:ATTR", help="a Pipeline: module:attr or path/file.py:attr")
     graph.add_argument("--format", choices=("mermaid", "dot", "svg", "png"), default="mermaid")
@@ -206,6 +217,16 @@ def _gc(args: argparse.Namespace, out: TextIO) -> int:
     return 0
 
 
+def _explain(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import Config
+
+    choices: dict[str, bool | list[str]] = {"all": True, "none": False}
+    load = choices.get(args.load, [name.strip() for name in args.load.split(",") if name.strip()])
+    config = Config(dir=_directory(args), load=load, storage_options=args.storage_options)
+    print(_pipeline(args.pipeline).explain(config), file=out)
+    return 0
+
+
 def _graph(args: argparse.Namespace, out: TextIO) -> int:
     from . import graph
 
@@ -236,8 +257,11 @@ def _graph(args: argparse.Namespace, out: TextIO) -> int:
 def _store(args: argparse.Namespace) -> Store:
     from .catalog import Store
 
-    directory = args.dir or os.environ.get("CHKPT_DIR") or ".chkpt"
-    return Store(directory, storage_options=args.storage_options)
+    return Store(_directory(args), storage_options=args.storage_options)
+
+
+def _directory(args: argparse.Namespace) -> str:
+    return str(args.dir or os.environ.get("CHKPT_DIR") or ".chkpt")
 
 
 def _one(store: Store, stage: str, key: str | None) -> Checkpoint:

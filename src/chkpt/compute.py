@@ -104,6 +104,7 @@ def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
         "codec": step.format,
         "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "why": step.anatomy,
     }
 
 

@@ -77,6 +77,34 @@ class Fingerprints:
         self._stages[id(stage)] = digest
         return digest
 
+    def anatomy(self, stage: Stage[..., Any], codec: str) -> dict[str, Any]:
+        """What a stage's key is made of, piece by piece, for its records: so that `explain` can say which piece
+        changed when a key is new. Digests are cut to 16 hex digits (they name, they do not verify)."""
+        func: Any = stage.func
+        module = getattr(func, "__module__", None) or type(func).__module__
+        parts = _Parts()
+        if stage.version is None:
+            try:
+                _fingerprint(func, parts)
+            except canonical.Unhashable:
+                pass  # planning raised already for a stage whose fingerprint cannot be made
+        params = {}
+        for name, value in stage.params.items():
+            try:
+                digest = canonical.digest(value).hex()[:16]
+            except canonical.Unhashable:
+                digest = "?"
+            params[name] = [digest, _short(value)]
+        return {
+            "module": module_identity(module),
+            "function": _qualified_name(func),
+            "version": None if stage.version is None else _short(stage.version),
+            "format": codec,
+            "code": parts.digests(),
+            "params": params,
+            "watch": None if stage.watch is None else self.watched.get(id(stage), b"").hex()[:16],
+        }
+
     def _code(self, stage: Stage[..., Any]) -> bytes:
         try:
             return self.function(stage.func)
@@ -102,7 +130,9 @@ def _watched(stage: Stage[..., Any]) -> bytes:
         raise ChkptError(f"stage '{stage.name}': {exc.strerror or exc}: {exc.filename or ''}") from None
 
 
-def _fingerprint(root: Callable[..., Any]) -> bytes:
+def _fingerprint(root: Callable[..., Any], parts: _Parts | None = None) -> bytes:
+    """The code fingerprint of `root`; with `parts`, also what each piece of it contributed, by label (see
+    `anatomy`)."""
     h = hashlib.sha256()
     pending: list[Any] = [root]
     if isinstance(root, functools.partial):
@@ -124,6 +154,8 @@ def _fingerprint(root: Callable[..., Any]) -> bytes:
         if isinstance(obj, type):
             source = class_source(obj)
             h.update(b"class:" + (source or _qualified_name(obj)).encode("utf-8", "surrogatepass"))
+            if parts is not None:
+                parts.add(f"class {_qualified_name(obj)}", source or "")
             pending.extend(v for v in vars(obj).values() if isinstance(v, types.FunctionType))
             continue
         func = _as_function(obj)
@@ -134,6 +166,8 @@ def _fingerprint(root: Callable[..., Any]) -> bytes:
         code = func.__code__
         h.update(b"function:" + own_digest(code, func.__globals__))
         h.update(_defaults_digest(func))
+        if parts is not None:
+            parts.add(f"function {_qualified_name(func)}", own_digest(code, func.__globals__) + _defaults_digest(func))
         wrapped = getattr(func, "__wrapped__", None)
         if wrapped is not None:
             pending.append(wrapped)
@@ -142,16 +176,55 @@ def _fingerprint(root: Callable[..., Any]) -> bytes:
                 value = cell.cell_contents
             except ValueError:
                 continue
-            h.update(b"closure:" + _reference(value, pending))
+            reference = _reference(value, pending)
+            h.update(b"closure:" + reference)
+            if parts is not None:
+                parts.add(f"{_kind(reference)} {_qualified_name(func)}:closure", reference)
         names = _global_names(code)
         for name in names:
             if name in func.__globals__:
                 value = func.__globals__[name]
-                h.update(b"global:" + name.encode() + b"=" + _reference(value, pending, names))
+                reference = _reference(value, pending, names)
+                h.update(b"global:" + name.encode() + b"=" + reference)
+                statement = ""
                 if _is_object(value):
                     statement = assignment_source(code.co_filename, func.__globals__, name) or ""
                     h.update(b"assigned:" + statement.encode("utf-8", "surrogatepass"))
+                if parts is not None:
+                    module = module_identity(func.__globals__.get("__name__") or "?")
+                    parts.add(f"{_kind(reference)} {module}.{name}", reference + statement.encode("utf-8", "replace"))
     return h.digest()
+
+
+class _Parts:
+    """What each piece of a fingerprint contributed, by label: "function m.f", "class m.C", "value m.NAME" (plain
+    data a function reads), "package m.np" (an installed package, by its version), "module m.helpers" (the user's
+    own), "code m.f" (a function or class a name refers to), "object m.x"; closures end in ":closure"."""
+
+    def __init__(self) -> None:
+        self.found: dict[str, hashlib._Hash] = {}
+
+    def add(self, label: str, data: bytes | str) -> None:
+        hasher = self.found.get(label)
+        if hasher is None:
+            hasher = self.found[label] = hashlib.sha256()
+        hasher.update(data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data)
+
+    def digests(self) -> dict[str, str]:
+        return {label: hasher.hexdigest()[:16] for label, hasher in sorted(self.found.items())}
+
+
+def _kind(reference: bytes) -> str:
+    """What a name refers to, from its reference's prefix (see `_reference`), as a part's label says it."""
+    kind = reference.partition(b":")[0]
+    return {
+        b"value": "value",
+        b"package": "package",
+        b"module": "package",  # an installed package's module: its version stands for it
+        b"user-module": "module",
+        b"user": "code",
+        b"stage-version": "code",
+    }.get(kind, "object")
 
 
 def _state_digest(obj: Any) -> bytes:
@@ -228,6 +301,11 @@ def _module_reference(module: types.ModuleType, pending: list[Any], names: tuple
 def _qualified_name(obj: Any) -> str:
     module = module_identity(getattr(obj, "__module__", None) or "?")
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
+
+
+def _short(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _defaults_digest(func: Any) -> bytes:

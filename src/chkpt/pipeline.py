@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from typing import Any, Generic, TypeVar
 
     from .config import Config
+    from .explain import Explanation
     from .records import Run
 
     R = TypeVar("R")
@@ -78,6 +79,13 @@ class Pipeline(Generic[R]):
         from .run import run
 
         return run(self, config)
+
+    def explain(self, config: Config | None = None) -> Explanation:
+        """What a run with `config` would do with each step, and why (a dry run: nothing runs or is stored):
+        for a stage that would compute, what changed since its newest checkpoint."""
+        from .explain import explain
+
+        return explain(self, config)
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (GitHub, GitLab and Jupyter draw it): each distinct node once, with

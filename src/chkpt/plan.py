@@ -34,10 +34,12 @@ class Step:
     `number` is its place in the plan. `action` is "compute", "load", "reuse" (a value this run already holds)
     or "skip" (not needed, because everything that uses it is loaded). `inputs` are the numbers of the input
     steps, or Constants. `store` says whether a computed value is stored; `format` is the stage's format;
-    `watched` what the stage's `watch` returned for its key (None for a stage without one).
+    `watched` what the stage's `watch` returned for its key (None for a stage without one). `anatomy` is what its
+    key is made of (keys.Fingerprints.anatomy), for the record of a step that stores and for `explain`; None
+    otherwise.
     """
 
-    __slots__ = ("action", "format", "inputs", "key", "number", "reason", "stage", "store", "watched")
+    __slots__ = ("action", "anatomy", "format", "inputs", "key", "number", "reason", "stage", "store", "watched")
 
     def __init__(
         self,
@@ -50,6 +52,7 @@ class Step:
         store: bool,
         format: str,
         watched: bytes | None = None,
+        anatomy: dict[str, Any] | None = None,
     ) -> None:
         self.number = number
         self.stage = stage
@@ -60,6 +63,7 @@ class Step:
         self.store = store
         self.format = format
         self.watched = watched
+        self.anatomy = anatomy
 
     def __repr__(self) -> str:
         return f"Step({self.number}, {self.stage.name}, {self.action}: {self.reason})"
@@ -130,14 +134,16 @@ def make_plan(
     *,
     damaged: Collection[str] = (),
     available: Collection[str] = (),
+    anatomies: bool = False,
 ) -> Plan:
-    """Plan a run of `pipeline`. Keys in `damaged` are not loaded; keys in `available` are reused."""
+    """Plan a run of `pipeline`. Keys in `damaged` are not loaded; keys in `available` are reused. Steps to
+    compute that store get their key's anatomy, and with `anatomies` every step does."""
     # Planning allocates a few objects per node and runs none of the user's code: the cyclic garbage collector
     # would walk the growing graph again and again and find nothing, so it is paused meanwhile.
     collecting = gc.isenabled()
     gc.disable()
     try:
-        return _make_plan(pipeline, config, store, damaged, available)
+        return _make_plan(pipeline, config, store, damaged, available, anatomies)
     finally:
         if collecting:
             gc.enable()
@@ -149,6 +155,7 @@ def _make_plan(
     store: CheckpointStore | None,
     damaged: Collection[str],
     available: Collection[str],
+    anatomies: bool,
 ) -> Plan:
     nodes = pipeline.nodes()
     config.check_names({node.stage.name for node in nodes})
@@ -195,19 +202,32 @@ def _make_plan(
             for source in inputs[index]:
                 if isinstance(source, int):
                     needed[source] = True
-    steps = [
-        Step(
-            i,
-            stages[i],
-            keys[i],
-            inputs[i],
-            *decisions[i],
-            config.may_store(stages[i].name),
-            formats[stages[i]],
-            fingerprints.watched.get(id(stages[i])),
+    made: dict[int, dict[str, Any]] = {}
+
+    def anatomy(stage: Stage[..., Any]) -> dict[str, Any]:
+        found = made.get(id(stage))
+        if found is None:
+            found = made[id(stage)] = fingerprints.anatomy(stage, formats[stage])
+        return found
+
+    steps = []
+    for i in range(len(keys)):
+        stage = stages[i]
+        stores = config.may_store(stage.name)
+        wanted = anatomies or (stores and decisions[i][0] == "compute")
+        steps.append(
+            Step(
+                i,
+                stage,
+                keys[i],
+                inputs[i],
+                *decisions[i],
+                stores,
+                formats[stage],
+                fingerprints.watched.get(id(stage)),
+                anatomy(stage) if wanted else None,
+            )
         )
-        for i in range(len(keys))
-    ]
     return Plan(steps)
 
 

@@ -1,0 +1,268 @@
+"""`pipeline.explain(config)` and `chkpt explain`: a dry run that says, for each stage, what a run would do and
+why; for a stage that computes, what changed since its newest checkpoint. Each kind of change is made to a real
+module file, which is imported again, as a user edits and reruns."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+import chkpt
+from chkpt import keys
+
+BASE = """
+import chkpt
+
+THRESHOLD = 2
+
+
+def clean(word):
+    return word.strip(".,").lower()
+
+
+@chkpt.Stage.wrap()
+def words(text):
+    return [clean(w) for w in text.split()]
+
+
+@chkpt.Stage.wrap(version="1")
+def pinned(ws):
+    return len(ws)
+
+
+@chkpt.Stage.wrap()
+def counts(ws, n, top=3):
+    found = {}
+    for w in ws:
+        found[w] = found.get(w, 0) + 1
+    return sorted(w for w, k in found.items() if k >= THRESHOLD)[:top] + [n]
+
+
+source = words << "The cat sat. The cat ran, the dog sat."
+pipeline = (source, source >> pinned) >> counts.bind(top=2)
+"""
+
+
+class Project:
+    """A module file in a folder on sys.path, its store, and edits to it."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.name = f"explained_{uuid.uuid4().hex[:10]}"
+        self.path = folder / f"{self.name}.py"
+        self.store = folder / "store"
+        self.text = BASE
+        self.path.write_text(self.text)
+        self.module: ModuleType = importlib.import_module(self.name)
+
+    def config(self, **options: Any) -> chkpt.Config:
+        return chkpt.Config(**{"dir": self.store, "verbose": False, "load": True, **options})
+
+    def run(self) -> None:
+        self.module.pipeline.run(self.config())
+
+    def edit(self, old: str, new: str) -> None:
+        assert old in self.text, old
+        self.text = self.text.replace(old, new)
+        self.path.write_text(self.text)
+        later = time.time() + 10  # a new version of the file, whatever the clock's resolution
+        os.utime(self.path, (later, later))
+        self.module = importlib.reload(self.module)
+
+    def explain(self, **options: Any) -> dict[str, tuple[str, str]]:
+        explained = self.module.pipeline.explain(self.config(**options))
+        return {d.stage: (d.action, d.reason) for d in explained}
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Iterator[Project]:
+    sys.path.insert(0, str(tmp_path))
+    try:
+        made = Project(tmp_path)
+        yield made
+        sys.modules.pop(made.name, None)
+    finally:
+        sys.path.remove(str(tmp_path))
+
+
+def test_nothing_stored_yet_then_everything_loads_or_is_skipped(project: Project) -> None:
+    assert project.explain() == {
+        "words": ("compute", "no checkpoint of this stage yet"),
+        "pinned": ("compute", "no checkpoint of this stage yet"),
+        "counts": ("compute", "no checkpoint of this stage yet"),
+    }
+    project.run()
+    assert project.explain() == {
+        "words": ("skip", "not needed: what uses it is loaded"),
+        "pinned": ("skip", "not needed: what uses it is loaded"),
+        "counts": ("load", "checkpoint found"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "expected"),
+    [
+        ("if k >= THRESHOLD", "if k > THRESHOLD - 1", {"counts": "code of counts changed"}),
+        (
+            'strip(".,")',
+            'strip(".,!")',
+            {
+                "words": "helper clean changed",
+                "pinned": "input words changed",
+                "counts": "input words changed; input pinned changed",
+            },
+        ),
+        ("THRESHOLD = 2", "THRESHOLD = 3", {"counts": "constant THRESHOLD changed"}),
+        ("bind(top=2)", "bind(top=5)", {"counts": "param top changed (2 -> 5)"}),
+        (
+            "The cat sat.",
+            "The cat sat down.",
+            {
+                "words": "input 1 changed",
+                "pinned": "input words changed",
+                "counts": "input words changed; input pinned changed",
+            },
+        ),
+        ('version="1"', 'version="2"', {"pinned": "version changed ('1' -> '2')", "counts": "input pinned changed"}),
+        (
+            "@chkpt.Stage.wrap()\ndef counts",
+            '@chkpt.Stage.wrap(format="pickle")\ndef counts',
+            {"counts": "format changed (json -> pickle)"},
+        ),
+        (
+            "return [clean(w)",
+            "THRESHOLD\n    return [clean(w)",
+            {
+                "words": "code of words changed; now uses constant THRESHOLD",
+                "pinned": "input words changed",
+                "counts": "input words changed; input pinned changed",
+            },
+        ),
+    ],
+)
+def test_each_kind_of_change_is_named(project: Project, old: str, new: str, expected: dict[str, str]) -> None:
+    project.run()
+    project.edit(old, new)
+    explained = project.explain()
+    computed = {stage: reason for stage, (action, reason) in explained.items() if action == "compute"}
+    assert computed == expected
+    for stage, (action, reason) in explained.items():
+        if stage not in expected:
+            assert (action, reason) in {("load", "checkpoint found"), ("skip", "not needed: what uses it is loaded")}
+
+
+def test_several_changes_are_named_together(project: Project) -> None:
+    project.run()
+    project.edit("THRESHOLD = 2", "THRESHOLD = 3")
+    project.edit("bind(top=2)", "bind(top=4)")
+    assert project.explain()["counts"] == ("compute", "constant THRESHOLD changed; param top changed (2 -> 4)")
+
+
+def test_a_package_version_is_named(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    project.edit("import chkpt\n", "import chkpt\nimport hypothesis\n")
+    project.edit("    return len(ws)", "    return len(ws) + 0 * len(hypothesis.__name__)")
+    project.edit('version="1"', "")
+    project.run()
+    real = keys.package_version  # type: ignore[attr-defined]
+    monkeypatch.setattr(keys, "package_version", lambda name: b"99.0" if name == "hypothesis" else real(name))
+    assert project.explain()["pinned"] == ("compute", "package hypothesis changed")
+
+
+def test_load_lists_and_loading_off_are_the_reasons_given(project: Project) -> None:
+    project.run()
+    project.edit("bind(top=2)", "bind(top=5)")
+    assert project.explain(load=["counts"]) == {
+        "words": ("compute", "not in the load list"),
+        "pinned": ("compute", "not in the load list"),
+        "counts": ("compute", "param top changed (2 -> 5)"),
+    }
+    assert {action for action, _ in project.explain(load=False).values()} == {"compute"}
+    assert project.explain(load=False)["words"] == ("compute", "loading is off")
+
+
+def test_a_file_the_stage_reads_is_named(tmp_path: Path) -> None:
+    data = tmp_path / "data.txt"
+    data.write_text("one")
+
+    @chkpt.Stage.wrap()
+    def size(text: str) -> int:
+        return len(text)
+
+    def pipeline() -> chkpt.Pipeline[int]:
+        return (chkpt.file(data),) >> size
+
+    config = chkpt.Config(dir=tmp_path / "store", verbose=False, load=True)
+    pipeline().run(config)
+    data.write_text("three")
+    explained = {d.stage: d.reason for d in pipeline().explain(config)}
+    assert explained == {f"file:{data.name}": "the file it reads changed", "size": f"input file:{data.name} changed"}
+
+
+def test_explain_stores_and_runs_nothing(project: Project, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*args: object) -> None:
+        raise AssertionError("a stage ran")
+
+    monkeypatch.setattr(project.module.clean, "__code__", refuse.__code__)  # words calls clean
+    explained = project.module.pipeline.explain(project.config())
+    assert not project.store.exists()
+    monkeypatch.undo()
+    project.run()
+    before = {p: p.stat().st_mtime_ns for p in project.store.rglob("*")}
+    project.edit("THRESHOLD = 2", "THRESHOLD = 3")
+    project.module.pipeline.explain(project.config())
+    assert {p: p.stat().st_mtime_ns for p in project.store.rglob("*")} == before
+    assert len(explained) == 3 and str(explained).splitlines()[0].split() == ["stage", "key", "action", "why"]
+    assert explained["counts"].action == "compute"
+    with pytest.raises(KeyError):
+        explained["nope"]
+
+
+def test_the_record_says_what_the_key_was_made_of(project: Project) -> None:
+    project.run()
+    (cp,) = chkpt.Store(project.store).checkpoints("counts")
+    why = chkpt.Store(project.store).record(cp)["why"]
+    assert why["function"] == f"{project.name}.counts" and why["format"] == "json" and why["version"] is None
+    assert why["params"]["top"][1] == "2"
+    assert set(why["code"]) == {f"function {project.name}.counts", f"value {project.name}.THRESHOLD"}
+
+
+def test_chkpt_explain_prints_the_table(project: Project) -> None:
+    project.run()
+    project.edit("THRESHOLD = 2", "THRESHOLD = 3")
+    done = subprocess.run(
+        [sys.executable, "-m", "chkpt", "explain", f"{project.path}:pipeline", "--dir", str(project.store)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = {line.split()[0]: line.split(None, 3) for line in done.stdout.splitlines()[1:]}
+    assert rows["counts"][2:] == ["compute", "constant THRESHOLD changed"]
+    assert rows["words"][2:] == ["load", "checkpoint found"]  # counts, computing, needs it
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "chkpt",
+            "explain",
+            f"{project.path}:pipeline",
+            "--dir",
+            str(project.store),
+            "--load",
+            "none",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert {line.split(None, 3)[3] for line in done.stdout.splitlines()[1:]} == {"loading is off"}
