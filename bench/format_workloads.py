@@ -189,7 +189,7 @@ def numpy_load(tool: str, root: str, key: str, path: str, mib: int, fast: bool =
         algorithm = _algorithm(store, key, "numpy")
         checksums.new(algorithm)  # imports xxhash, if the checkpoint needs it, before the clock starts
         started = clock()
-        array, _size = store.read(STAGE, key, "numpy", mmap=tool == "chkpt_mmap")
+        array = store.read(STAGE, key, "numpy", mmap=tool == "chkpt_mmap")[0]
         seconds = clock() - started
     elif tool in ("np_load", "np_load_mmap"):
         algorithm = "-"
@@ -337,7 +337,7 @@ def json_load(tool: str, root: str, key: str, path: str, n: int) -> dict[str, An
         codecs.get("json")
         store = LocalStore(root)
         started = clock()
-        value, _size = store.read(STAGE, key, "json")
+        value = store.read(STAGE, key, "json")[0]
         seconds = clock() - started
     elif tool in ("floor", "floor_nogc"):
         started = clock()

@@ -163,13 +163,15 @@ def test_each_stage_prints_one_line_and_logs(
     pipeline = stage1 >> stage2
     pipeline(chkpt.Config(dir=tmp_path))
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 2
+    assert len(err) == 3
     assert err[0].startswith("chkpt: stage1 computed in ") and "stored" in err[0]
-    assert [r.getMessage().split()[0] for r in caplog.records] == ["stage1", "stage2"]
+    assert err[2].startswith("chkpt done: 2 stages: 0 loaded, 2 computed (2 stored); stored ")
+    assert [r.getMessage().split()[0] for r in caplog.records] == ["stage1", "stage2", "2"]  # and the summary
 
     pipeline(chkpt.Config(dir=tmp_path, load=True))
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and err[0].startswith("chkpt: stage2 loaded ")
+    assert len(err) == 2 and err[0].startswith("chkpt: stage2 loaded ")
+    assert err[1].startswith("chkpt done: 1 stage: 1 loaded, 0 computed (0 stored), 1 skipped; loading saved ")
 
 
 def test_verbose_false_is_silent_on_stderr_but_still_logs(
@@ -178,7 +180,7 @@ def test_verbose_false_is_silent_on_stderr_but_still_logs(
     caplog.set_level(logging.INFO, logger="chkpt")
     (stage1 >> stage2)(chkpt.Config(dir=tmp_path, verbose=False))
     assert capsys.readouterr().err == ""
-    assert len(caplog.records) == 2
+    assert len(caplog.records) == 3  # a line per stage, and the summary
 
 
 def test_bind_fixes_keyword_arguments(tmp_path: Path) -> None:

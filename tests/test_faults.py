@@ -460,7 +460,7 @@ class KillLoop:
         self.counts["checkpoints loaded and compared"] += 1
         signature = self.signature(marker)
         try:
-            value, _ = self.reader.read(stage, key, format_name)
+            value, _, _ = self.reader.read(stage, key, format_name)
         except Exception as exc:
             return f"{stage}/{key} ({format_name}) does not load: {type(exc).__name__}: {exc}"
         if key not in self.pipeline.expected:
@@ -1027,7 +1027,7 @@ def test_a_full_disk_is_a_store_error_naming_the_stage_and_leaves_no_partial_fil
     assert ".index" in size_names
     (small,) = size_names - {".index"}
     key = small.removesuffix(".json")
-    value, _ = LocalStore(str(store)).read("size", key, "json")
+    value, _, _ = LocalStore(str(store)).read("size", key, "json")
     assert value == {"n": 40_000}
     index_lines = (store / "size" / ".index").read_text(encoding="ascii").splitlines()
     assert [json.loads(line)[0] for line in index_lines] == [key] * len(results)

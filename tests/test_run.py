@@ -436,7 +436,8 @@ def test_run_records_outcomes_bytes_seconds_and_summary(tmp_path: Path) -> None:
     assert lines[1].split()[3] == str(by_name["slow"].bytes)
     assert lines[1].split()[4] == by_name["slow"].key[:12]
     assert lines[3].split()[:2] == ["unstored", "computed"] and lines[3].split()[3] == "-"
-    assert lines[-1] == "3 stages: 0 loaded, 3 computed (2 stored)"
+    assert lines[-1] == f"3 stages: 0 loaded, 3 computed (2 stored); stored {first.bytes_stored} B"
+    assert first.bytes_stored == (by_name["slow"].bytes or 0) + (by_name["stored"].bytes or 0)
 
     second = pipeline.run(config(tmp_path, load=True, store=["slow", "stored"]))
     assert outcomes(second) == [("stored", "loaded"), ("unstored", "computed")]
@@ -444,5 +445,12 @@ def test_run_records_outcomes_bytes_seconds_and_summary(tmp_path: Path) -> None:
     assert loaded.key == by_name["stored"].key
     assert loaded.bytes == by_name["stored"].bytes
     assert 0 <= loaded.seconds < 1
-    assert str(second).splitlines()[-1] == "2 stages: 1 loaded, 1 computed (0 stored)"
+    assert loaded.saved == round(by_name["stored"].seconds, 6)  # what the record says its computing took
+    assert second.seconds_saved == loaded.saved
+    assert str(second).splitlines()[-1] == (
+        f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped; loading saved {loaded.saved:.1f} s"
+        if loaded.saved
+        else f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped"
+    )
+    assert second.skipped == 1  # slow, which only stored reads
     assert repr(second).startswith("<Run of 2 stages")

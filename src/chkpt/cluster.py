@@ -142,7 +142,7 @@ def _load(step: RemoteStep) -> Any:
     assert step.store is not None
     started = time.perf_counter()
     try:
-        value, size = step.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
+        value, size, saved = step.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
     except FileNotFoundError:
         reason = "it is not there on the worker"
     except Damaged as exc:
@@ -150,10 +150,16 @@ def _load(step: RemoteStep) -> Any:
     except OSError as exc:
         reason = f"it cannot be read: {exc.strerror or exc}"
     else:
-        _report(step.topic, [step.key, "loaded", time.perf_counter() - started, size, None])
+        _report(step.topic, [step.key, "loaded", time.perf_counter() - started, size, saved])
         return value
     _report(step.topic, [step.key, "damaged", 0.0, None, reason], at_once=True)
     raise _Unreadable(f"checkpoint of stage '{step.stage.name}' cannot be loaded: {reason}")
+
+
+def _saved(detail: object) -> float | None:
+    """A load report's detail: the seconds its checkpoint's record says the stage took (a load step's), or None
+    (a compute step that found its checkpoint stored by another run reports no such thing)."""
+    return float(detail) if isinstance(detail, (int, float)) and not isinstance(detail, bool) else None
 
 
 def _report(topic: str, report: list[Any], at_once: bool = False) -> None:
@@ -317,7 +323,7 @@ def _follow(
             break
         else:
             if outcome == "loaded":
-                runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
+                runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size, _saved(detail)))
             else:
                 runner.report_computed(step, seconds, size, detail)
             if step.action == "compute":
@@ -391,6 +397,6 @@ def _stop_and_settle(
         step = by_key[key]
         unreported.discard(step.number)
         if outcome == "loaded":
-            runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
+            runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size, _saved(detail)))
         elif outcome == "computed":
             runner.report_computed(step, seconds, size, detail)

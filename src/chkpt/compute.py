@@ -54,7 +54,7 @@ def compute_step(
         if may_load:
             started = time.perf_counter()
             try:
-                value, size = store.read(stage.name, key, format_name, mmap=stage.mmap)
+                value, size, _ = store.read(stage.name, key, format_name, mmap=stage.mmap)
             except (OSError, Damaged, StoreError):
                 pass  # still missing (the usual case), or unusable: compute it
             else:

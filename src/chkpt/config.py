@@ -33,7 +33,10 @@ class Config:
     `StoreError` naming the stage, as for any failed stage; "warn" warns (`ChkptWarning`, naming the stage and
     the error) and goes on with the value, unstored. A store that cannot be written at all fails before any stage
     runs either way. `dir` may be an fsspec URL (`s3://bucket/path`, `memory://x`; the chkpt[s3] extra), opened
-    with `storage_options` (credentials, `endpoint_url`...).
+    with `storage_options` (credentials, `endpoint_url`...). `progress` draws a progress line on stderr (stages
+    done of those to do, the one running, the time so far; through tqdm when the chkpt[progress] extra is
+    installed): True, False, or None (the default) for on when stderr is a terminal and the CI variable is unset.
+    A run that is not quiet (`verbose`) ends with a summary line on stderr: `chkpt done: ...` (`Run.summary()`).
     """
 
     __slots__ = (
@@ -44,6 +47,7 @@ class Config:
         "keep_going",
         "load",
         "on_store_error",
+        "progress",
         "storage_options",
         "store",
         "verbose",
@@ -60,6 +64,7 @@ class Config:
     workers: int | None
     keep_going: bool
     on_store_error: str
+    progress: bool | None
     storage_options: dict[str, Any]
 
     def __init__(
@@ -75,6 +80,7 @@ class Config:
         keep_going: bool = False,
         on_store_error: str = "raise",
         storage_options: Mapping[str, Any] | None = None,
+        progress: bool | None = None,
     ) -> None:
         self.load = _selection("load", load)
         self.store = _selection("store", store)
@@ -107,6 +113,11 @@ class Config:
         if storage_options is not None and not isinstance(storage_options, Mapping):
             raise ConfigError(f"Config(storage_options=...) must be a dict, got {type(storage_options).__name__}")
         self.storage_options = dict(storage_options or {})
+        if progress is not None and not isinstance(progress, bool):
+            raise ConfigError(
+                f"Config(progress=...) takes True, False or None (on when stderr is a terminal), got {progress!r}"
+            )
+        self.progress = progress
 
     def directory(self) -> str:
         """The checkpoint folder this config means now."""
@@ -141,7 +152,7 @@ class Config:
         return (
             f"Config(load={show(self.load)}, store={show(self.store)}, dir={self.dir!r}, verbose={self.verbose}, "
             f"format={self.format!r}, durable={self.durable}, executor={self.executor!r}, workers={self.workers}, "
-            f"keep_going={self.keep_going}, on_store_error={self.on_store_error!r}"
+            f"keep_going={self.keep_going}, on_store_error={self.on_store_error!r}, progress={self.progress}"
             # the options' values may be credentials: only their names are shown
             + (f", storage_options={{{', '.join(repr(k) + ': ...' for k in self.storage_options)}}})")
             if self.storage_options

@@ -30,9 +30,11 @@ from .store import (
     full_record,
     inline_file,
     inline_payload,
+    inline_seconds,
     is_inline,
     parse_record,
     read_verified,
+    record_seconds,
     write_value,
 )
 
@@ -119,24 +121,25 @@ class RemoteStore:
 
     # --- reading --------------------------------------------------------------------------------------------------
 
-    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]:
-        """The value of a checkpoint and its size in bytes, after verifying it (`mmap` does not apply here).
+    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int, float | None]:
+        """As LocalStore.read, fetching each object once (`mmap` does not apply here).
 
         Raises FileNotFoundError when there is no checkpoint, Damaged when there is one that fails a check, and
         StoreError when it cannot be fetched or verified here.
         """
         if is_inline(format_name):
             codec = codecs.get(format_name)
-            payload = inline_payload(self._fetch(self.path(stage_name, key, codec.extension)), key)
+            data = self._fetch(self.path(stage_name, key, codec.extension))
+            payload = inline_payload(data, key)
             try:
-                return codec.decode(payload), len(payload)  # type: ignore[attr-defined]
+                return codec.decode(payload), len(payload), inline_seconds(data)  # type: ignore[attr-defined]
             except ValueError as exc:
                 raise Damaged(f"its value does not decode: {exc}") from None
         record = self.read_record(stage_name, key, format_name)
         codec = codec_for_record(record, format_name)
         data = self._fetch(self.path(stage_name, key, codec.extension))
         value = read_verified(codec, io.BytesIO(data), len(data), record, False)
-        return value, int(record["bytes"])
+        return value, int(record["bytes"]), record_seconds(record)
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         return parse_record(self._fetch(self.marker(stage_name, key, format_name)), key, is_inline(format_name))

@@ -17,7 +17,8 @@ from .config import Config
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
 from .plan import Plan, Reads, Replan, Step, make_plan
-from .records import Run, StageRecord
+from .progress import Progress, wanted
+from .records import Run, StageRecord, size_text
 from .store import Damaged, LocalStore
 from .threads import execute_on_threads
 
@@ -47,6 +48,8 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     try:
         while True:
             plan = make_plan(pipeline, config, store, damaged=damaged, available=runner.values.keys())
+            if runner.progress is not None:
+                runner.progress.plan(sum(step.action in ("load", "compute") for step in plan.steps))
             if store is not None and config.store is not False and not damaged:
                 store.ensure_writable()
             if pool is None and config.executor not in (None, "sync", "threads"):
@@ -75,7 +78,7 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
             except Replan as replan:
                 damaged.add(replan.key)
                 continue
-            return Run(value, runner.records)
+            return runner.finish(value, sum(step.action == "skip" for step in plan.steps))
     except KeyboardInterrupt:
         # Stop promptly: what has not started is cancelled, and nothing left running keeps the process alive.
         if owned and pool is not None:
@@ -85,6 +88,8 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     finally:
         if owned and pool is not None:
             pool.shutdown(wait=True)
+        if runner.progress is not None:
+            runner.progress.close()
 
 
 def _open_store(config: Config) -> CheckpointStore:
@@ -128,6 +133,20 @@ class _Runner:
         self.records: list[StageRecord] = []
         self.logger = _logger()
         self._reads: Reads | None = None  # of the plan execute_parallel runs
+        self.progress = Progress() if wanted(config.progress, sys.stderr) else None
+
+    def finish(self, value: Any, skipped: int) -> Run[Any]:
+        """The run's result, and its summary line (on stderr unless quiet; to the `chkpt` logger)."""
+        run = Run(value, self.records, skipped)
+        if self.progress is not None:
+            self.progress.close()
+            self.progress = None
+        logs = self.logger is not None and self.logger.isEnabledFor(_INFO)
+        if logs and self.logger is not None:
+            self.logger.info(run.summary())
+        if self.config.verbose:
+            print(f"chkpt done: {run.summary()}", file=sys.stderr)
+        return run
 
     def execute(self, plan: Plan) -> Any:
         # A plan lists every step after its inputs, so running them in that order is running them as soon as
@@ -138,6 +157,8 @@ class _Runner:
         watching = any(step.watched is not None for step in steps)
         position = 0
         for step in steps:
+            if self.progress is not None and step.action in ("compute", "load"):
+                self.progress.start(step.stage.name)
             if step.action == "compute":
                 position += 1
                 upstream = watched_upstream(step, carries) if watching else frozenset()
@@ -154,7 +175,7 @@ class _Runner:
         name = step.stage.name
         started = time.perf_counter()
         try:
-            value, size = self.store.read(name, step.key, step.format, mmap=step.stage.mmap)
+            value, size, saved = self.store.read(name, step.key, step.format, mmap=step.stage.mmap)
         except FileNotFoundError:
             reason = "it disappeared after the run was planned"
             self.report_damage(step, reason)
@@ -169,7 +190,7 @@ class _Runner:
             path = self.store.marker(name, step.key, step.format)
             raise StoreError(f"stage '{name}': checkpoint {path}: {exc}") from None
         self.values[step.key] = value
-        self.record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size))
+        self.record(StageRecord(name, step.key, "loaded", time.perf_counter() - started, size, saved))
 
     def report_damage(self, step: Step, reason: str) -> None:
         assert self.store is not None
@@ -329,14 +350,18 @@ class _Runner:
 
     def record(self, record: StageRecord) -> None:
         self.records.append(record)
+        progress = self.progress
+        if progress is not None:
+            progress.finish()
         logs = self.logger is not None and self.logger.isEnabledFor(_INFO)
-        if not (logs or self.config.verbose):
-            return
-        message = _describe(record)
-        if logs and self.logger is not None:
-            self.logger.info(message)
-        if self.config.verbose:
-            print(f"chkpt: {message}", file=sys.stderr)
+        if logs or self.config.verbose:
+            message = _describe(record)
+            if logs and self.logger is not None:
+                self.logger.info(message)
+            if self.config.verbose and progress is not None:
+                progress.write(f"chkpt: {message}")
+            elif self.config.verbose:
+                print(f"chkpt: {message}", file=sys.stderr)
 
 
 _INFO = 20  # logging.INFO, without importing logging
@@ -355,19 +380,10 @@ def _caller_stacklevel() -> int:
 
 def _describe(record: StageRecord) -> str:
     if record.outcome == "loaded":
-        return f"{record.name} loaded {_size(record.bytes)} in {record.seconds:.3f} s"
+        return f"{record.name} loaded {size_text(record.bytes or 0)} in {record.seconds:.3f} s"
     if record.outcome == "stored":
-        return f"{record.name} computed in {record.seconds:.3f} s, stored {_size(record.bytes)}"
+        return f"{record.name} computed in {record.seconds:.3f} s, stored {size_text(record.bytes or 0)}"
     return f"{record.name} computed in {record.seconds:.3f} s (not stored)"
-
-
-def _size(n: int | None) -> str:
-    value = float(n or 0)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
 
 
 def _logger() -> logging.Logger | None:

@@ -62,7 +62,9 @@ if TYPE_CHECKING:
         def exists(self, stage_name: str, key: str, format_name: str) -> bool: ...
         def lock(self, stage_name: str, key: str) -> AbstractContextManager[object]: ...
         def ensure_writable(self) -> None: ...
-        def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]: ...
+        def read(
+            self, stage_name: str, key: str, format_name: str, mmap: bool = False
+        ) -> tuple[Any, int, float | None]: ...
         def write(
             self, stage_name: str, key: str, format_name: str, codec: Codec, value: Any, record: dict[str, Any]
         ) -> int: ...
@@ -202,6 +204,7 @@ class LocalStore:
         self.durable = durable
         self.on_error = on_error
         self._folders: dict[str, str] = {}
+        self._fanned: dict[str, bool] = {}  # by stage: whether its folder had fanned out when first looked at
 
     def __reduce__(self) -> tuple[type[LocalStore], tuple[str, bool, str]]:
         # Sent with every step to a worker process: the folder cache stays here.
@@ -227,12 +230,22 @@ class LocalStore:
     def path(self, stage_name: str, key: str, extension: str) -> str:
         """Where the file `<key>.<extension>` of a stage is: in the stage's folder, or in its fan-out subfolder
         (see FANOUT_AT); where it would be written, in the stage's folder, if it is in neither."""
+        first, second = self._places(stage_name, key)
+        for where in (first, second):
+            path = f"{where}{os.sep}{key}.{extension}"
+            if os.path.exists(path):
+                return path
+        return f"{self.folder(stage_name)}{os.sep}{key}.{extension}"
+
+    def _places(self, stage_name: str, key: str) -> tuple[str, str]:
+        """The two folders a key's files may be in, the likelier first: a folder that has fanned out holds most
+        of its keys in subfolders, so looking there first saves a failed look per read."""
         folder = self.folder(stage_name)
-        flat = f"{folder}{os.sep}{key}.{extension}"
-        if os.path.exists(flat):
-            return flat
-        fanned = f"{folder}{os.sep}{key[:2]}{os.sep}{key}.{extension}"
-        return fanned if os.path.exists(fanned) else flat
+        fanned = f"{folder}{os.sep}{key[:2]}"
+        fans_out = self._fanned.get(stage_name)
+        if fans_out is None:
+            fans_out = self._fanned[stage_name] = index.size(folder) >= FANOUT_AT * _INDEX_LINE
+        return (fanned, folder) if fans_out else (folder, fanned)
 
     def marker(self, stage_name: str, key: str, format_name: str) -> str:
         """The file whose presence means a whole checkpoint: the JSON file itself, or the record beside a value."""
@@ -243,9 +256,9 @@ class LocalStore:
         return KeyLock(os.path.join(self.root, LOCKS, f"{folder_name(stage_name)}.{key}.lock"))
 
     def exists(self, stage_name: str, key: str, format_name: str) -> bool:
-        folder = self.folder(stage_name)
+        first, second = self._places(stage_name, key)
         name = f"{key}.{_marker_extension(format_name)}"
-        return os.path.isfile(f"{folder}{os.sep}{name}") or os.path.isfile(f"{folder}{os.sep}{key[:2]}{os.sep}{name}")
+        return os.path.isfile(f"{first}{os.sep}{name}") or os.path.isfile(f"{second}{os.sep}{name}")
 
     def ensure_writable(self) -> None:
         """Create the folder and prove a file can be written in it, so a bad `dir` fails before any stage runs."""
@@ -262,8 +275,9 @@ class LocalStore:
 
     # --- reading ------------------------------------------------------------------------------------------------
 
-    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int]:
-        """The value of a checkpoint and its size in bytes, after verifying it.
+    def read(self, stage_name: str, key: str, format_name: str, mmap: bool = False) -> tuple[Any, int, float | None]:
+        """The value of a checkpoint, its size in bytes, and the seconds its stage took to compute (as its record
+        says; None if it does not), after verifying it.
 
         Raises FileNotFoundError when there is no checkpoint, Damaged when there is one that fails a check, and
         StoreError when it cannot be verified here (its checksum needs a package this machine lacks).
@@ -271,19 +285,20 @@ class LocalStore:
         if is_inline(format_name):
             codec = codecs.get(format_name)
             with self._open_marker(stage_name, key, format_name)[0] as file:
-                payload = inline_payload(file.read(), key)
+                data = file.read()
+                payload = inline_payload(data, key)
                 try:
                     value = codec.decode(payload)  # type: ignore[attr-defined]
                 except ValueError as exc:
                     raise Damaged(f"its value does not decode: {exc}") from None
                 _note_use(file.fileno(), self.folder(stage_name), key)
-            return value, len(payload)
+            return value, len(payload), inline_seconds(data)
         record, where = self._read_record(stage_name, key, format_name)
         codec = codec_for_record(record, format_name)
         with open(f"{where}{os.sep}{key}.{codec.extension}", "rb") as file:
             value = read_verified(codec, file, os.fstat(file.fileno()).st_size, record, mmap)
         _note_use(f"{where}{os.sep}{key}.{META}", self.folder(stage_name), key)
-        return value, int(record["bytes"])
+        return value, int(record["bytes"]), record_seconds(record)
 
     def read_record(self, stage_name: str, key: str, format_name: str) -> dict[str, Any]:
         """The record of a checkpoint, without reading or checking its value."""
@@ -297,15 +312,14 @@ class LocalStore:
             return parse_record(file.readline() if inline else file.read(), key, inline), where
 
     def _open_marker(self, stage_name: str, key: str, format_name: str) -> tuple[BinaryIO, str]:
-        """A checkpoint's marker open for reading, and the folder it is in: the stage's folder, else its fan-out
-        subfolder. FileNotFoundError if it is in neither."""
-        folder = self.folder(stage_name)
+        """A checkpoint's marker open for reading, and the folder it is in: the stage's folder or its fan-out
+        subfolder (the likelier first). FileNotFoundError if it is in neither."""
+        first, second = self._places(stage_name, key)
         name = f"{key}.{_marker_extension(format_name)}"
         try:
-            return open(f"{folder}{os.sep}{name}", "rb"), folder
+            return open(f"{first}{os.sep}{name}", "rb"), first
         except FileNotFoundError:
-            fanned = f"{folder}{os.sep}{key[:2]}"
-            return open(f"{fanned}{os.sep}{name}", "rb"), fanned
+            return open(f"{second}{os.sep}{name}", "rb"), second
 
     # --- writing ------------------------------------------------------------------------------------------------
 
@@ -417,6 +431,29 @@ def inline_payload(data: bytes, key: str) -> bytes:
     if not head.endswith(_record_end(key, payload) + b","):
         raise Damaged("its record does not match its key, or its value's length and checksum")
     return payload
+
+
+def inline_seconds(data: bytes) -> float | None:
+    """The `seconds` of a one-file JSON checkpoint's record (how long its stage took), read from its first line
+    without parsing it; None if it has none."""
+    end = data.find(b"\n")
+    start = data.find(b'"seconds": ', 0, end)
+    if start < 0:
+        return None
+    start += len(b'"seconds": ')
+    stop = start
+    while stop < end and data[stop] not in b",}":
+        stop += 1
+    try:
+        return float(data[start:stop])
+    except ValueError:
+        return None
+
+
+def record_seconds(record: dict[str, Any]) -> float | None:
+    """The `seconds` of a record, if it is a number."""
+    seconds = record.get("seconds")
+    return float(seconds) if isinstance(seconds, (int, float)) and not isinstance(seconds, bool) else None
 
 
 def inline_file(key: str, codec: Codec, value: Any, record: dict[str, Any]) -> tuple[bytes, bytes]:

@@ -178,7 +178,7 @@ def _load(schedule: _Schedule, step: Step) -> Callable[[], None]:
         return _nothing
     started = time.perf_counter()
     try:
-        value, size = runner.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
+        value, size, saved = runner.store.read(step.stage.name, step.key, step.format, mmap=step.stage.mmap)
     except StoreError as exc:
         path = runner.store.marker(step.stage.name, step.key, step.format)
         error = StoreError(f"stage '{step.stage.name}': checkpoint {path}: {exc}")
@@ -203,7 +203,7 @@ def _load(schedule: _Schedule, step: Step) -> Callable[[], None]:
 
     def loaded() -> None:
         runner.values[step.key] = value
-        runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size))
+        runner.record(StageRecord(step.stage.name, step.key, "loaded", seconds, size, saved))
         _done(schedule, step)
 
     return loaded
