@@ -7,15 +7,20 @@ JSON codec on a 50 MB list of small dicts. "Parallel" (the parallel executors' i
 executor="processes", a 1,000-node graph on a Dask LocalCluster next to dask.delayed and a plain Dask graph, and the
 per-node overhead of executor="threads" on a 10,000-node graph. "Stores" (runs that share a checkpoint folder): 4
 runs of one 20-stage CPU-bound pipeline at once on one fresh folder next to one run alone, with chkpt and with
-joblib.Memory, and a warm load of the 200-stage chain from a local folder, memory:// and moto's S3 server (issue 5).
-`--only core`, `--only formats`, `--only parallel` or `--only stores` runs one of them.
+joblib.Memory, a warm load of the 200-stage chain from a local folder, memory:// and moto's S3 server (issue 5), and
+listing a store of 100,000 checkpoints of one stage (`chkpt.Store(dir).checkpoints()`, target < 1 s) next to walking
+its folder with and without a stat per file, without its index, and `gc(dry_run=True)` (a fresh store in the run's
+folder; filling it takes about 20 s). `--only core`, `--only formats`, `--only parallel` or `--only stores` runs one
+of them. `--big` adds to the Stores table a store of 1,000,000 checkpoints: its listing, and a run's operations on it
+(exists, read, a durable write) next to the same on a store of one; it is kept in bench/out/big-store-1m/ between
+runs, since filling it takes about 3 minutes (2 processes), and filled again when chkpt's layout has changed.
 
 Every measurement runs in a child process started with this interpreter and is timed inside the child, so
 interpreter start-up is not part of any figure (the Stores children start the processes they measure: the shared
 runs are timed from when all of them have started and imported what they need, a warm load inside its own process
 after its imports). Peers (joblib, dask, dask.distributed, Hamilton) are optional: a peer that is not installed shows
 as 'not installed'. Generated modules, stores, caches and data files live in bench/out/run-<pid>/ and are removed at
-the end (pass --keep to keep them). Progress goes to stderr.
+the end (pass --keep to keep them), but for the kept store of --big. Progress goes to stderr.
 """
 
 from __future__ import annotations
@@ -1105,8 +1110,150 @@ def measure_store_loads() -> list[Row]:
     ]
 
 
-def stores_notes() -> list[str]:
-    return [
+# --- stores: listing many checkpoints, and a store of 1,000,000 ----------------------------------------------------
+
+LIST_COUNT = 100_000  # checkpoints of the listed store
+LIST_ROUNDS = 3
+FILL_WORKERS = 2  # processes filling a store at once (this machine has 2 cores)
+FILL_TIMEOUT = 600  # seconds to fill a store of LIST_COUNT (it takes about 20 s)
+BIG_COUNT = 1_000_000  # checkpoints of the big store (--big)
+BIG_STORE = OUT / "big-store-1m"  # kept between runs: filling it takes about 3 minutes
+BIG_TIMEOUT = 3600  # seconds to fill it, or to list it LIST_ROUNDS times
+BIG_OPS = 1_000  # operations of each kind per round, on distinct keys
+BIG_ROUNDS = 3
+OPERATION_ROWS = {  # the measure's lines, and the floor's name
+    "exists": (["store.exists(), a present key", "(a run checks for a checkpoint)"], "isfile(its path)"),
+    "absent": (["store.exists(), an absent key", "(a run finds none)"], "isfile(one absent path)"),
+    "read": (["store.read() of a present key: read,", "verified, decoded (a run loads it)"], "open + read its path"),
+    "write": (["store.write() of a new key, durable", "(fsync; a run stores a checkpoint)"], None),
+}
+
+
+def _fill(name: str, drop_index: bool = False) -> str:
+    """Fill a store of LIST_COUNT checkpoints in WORK/<name> (catalog_workloads.build) and return its path."""
+    root = WORK / name
+    root.mkdir()
+    filled = run_child(
+        "build",
+        "catalog_workloads",
+        {"root": str(root), "count": LIST_COUNT, "workers": FILL_WORKERS, "drop_index": drop_index},
+        FILL_TIMEOUT,
+    )
+    log(f"  filled {name} in {filled['seconds']:.0f} s")
+    return str(root)
+
+
+def layout(result: dict[str, Any]) -> list[str]:
+    shape = result["layout"]
+    return [f"({shape['flat']:,} in the stage folder,", f"{shape['fanned']:,} in {shape['subfolders']} subfolders)"]
+
+
+def listing_rows(result: dict[str, Any], count: int, target: bool) -> list[Row]:
+    """The rows of a listing of `count` checkpoints (catalog_workloads.listing): the listing next to its floors,
+    with its target (< 1 s) or as info; gc's dry run; the listing without an index, if it was measured."""
+    seconds = result["list"]["seconds"]
+    floors = [
+        f"scandir walk: {duration(result['walk']['seconds'])}",
+        f"walk + os.stat of each file: {duration(result['stat']['seconds'])}",
+        f"({result['files']:,} files, index included)",
+    ]
+    rows: list[Row] = [
+        [
+            [f"list {count:,} checkpoints of one stage", "(JSON): Store(dir).checkpoints()", *layout(result)],
+            [
+                duration(seconds),
+                f"({us(seconds, count, 'checkpoint')})",
+                f"(child's peak RSS: {result['peak_mib']:,.0f} MiB)",
+            ],
+            floors,
+            "",
+            "< 1 s" if target else "- (info)",
+            verdict(seconds < 1) if target else "-",
+        ]
+    ]
+    if "bare" in result:
+        bare = result["bare"]["seconds"]
+        rows.append(
+            [
+                ["  the same listing without the index", "  (.index deleted: every record read;", "  timed once)"],
+                [duration(bare), f"({bare / seconds:.1f}x with the index)"],
+                "",
+                "",
+                "- (info)",
+                "-",
+            ]
+        )
+    if "gc" in result:
+        rows.append(
+            [
+                ["  Store(dir).gc(dry_run=True): keep_last", f"  =1, so it plans {count - 1:,} removals"],
+                duration(result["gc"]["seconds"]),
+                "",
+                "",
+                "- (info)",
+                "-",
+            ]
+        )
+    return rows
+
+
+def measure_listing() -> list[Row]:
+    log(
+        f"listing {LIST_COUNT:,} checkpoints of one stage: filling two stores ({FILL_WORKERS} writers each; one "
+        f"then loses its index), then best of {LIST_ROUNDS} rounds"
+    )
+    indexed, bare = _fill("listed"), _fill("listed_bare", drop_index=True)
+    result = run_child(
+        "listing",
+        "catalog_workloads",
+        {"root": indexed, "count": LIST_COUNT, "rounds": LIST_ROUNDS, "bare": bare},
+        FILL_TIMEOUT,
+    )
+    return listing_rows(result, LIST_COUNT, target=True)
+
+
+def measure_big_store() -> list[Row]:
+    log(f"a store of {BIG_COUNT:,} checkpoints, kept in {BIG_STORE}: filled now unless kept (about 3 minutes)")
+    kept = run_child(
+        "big_store",
+        "catalog_workloads",
+        {"root": str(BIG_STORE), "count": BIG_COUNT, "workers": FILL_WORKERS},
+        BIG_TIMEOUT,
+    )
+    log(f"  {'filled' if kept['built'] else 'kept from an earlier run; it was filled'} in {kept['seconds']:.0f} s")
+    log(f"  listing it, best of {LIST_ROUNDS} rounds")
+    listed = run_child(
+        "listing", "catalog_workloads", {"root": str(BIG_STORE), "count": BIG_COUNT, "rounds": LIST_ROUNDS}, BIG_TIMEOUT
+    )
+    log(f"  a run's operations on it and on a store of one, {BIG_OPS:,} of each, best of {BIG_ROUNDS} rounds")
+    ops = run_child(
+        "operations",
+        "catalog_workloads",
+        {
+            "big": str(BIG_STORE),
+            "small": str(WORK / "store_of_one"),
+            "count": BIG_COUNT,
+            "ops": BIG_OPS,
+            "rounds": BIG_ROUNDS,
+        },
+        FILL_TIMEOUT,
+    )
+    rows = listing_rows(listed, BIG_COUNT, target=False)
+    for op, (label, floor) in OPERATION_ROWS.items():
+        big, small = ops[f"big/{op}"]["per_op"], ops[f"small/{op}"]["per_op"]
+        figure = [f"{duration(big)}/op", f"({big / small:.2f}x the store of 1)"]
+        if op in ("exists", "read"):
+            figure.append(f"({ops['fanned'][f'big/{op}']:.0f} of {BIG_OPS:,} keys in subfolders)")
+        floors = [f"same op, store of 1: {duration(small)}/op"]
+        if floor is not None:
+            big_floor, small_floor = ops[f"big/{op}/floor"]["per_op"], ops[f"small/{op}/floor"]["per_op"]
+            floors += [f"{floor}: {duration(big_floor)}/op,", f"on the store of 1: {duration(small_floor)}/op"]
+        rows.append([[f"store of {BIG_COUNT:,}: " + label[0], *label[1:]], figure, floors, "", "- (info)", "-"])
+    return rows
+
+
+def stores_notes(big: bool) -> list[str]:
+    notes = [
         f"Every figure is the best (minimum) of {STORE_ROUNDS} rounds, because timings on this machine (2 cores) "
         f"are noisy and drift; the ratios are of those minimums. One child of this interpreter runs the first "
         f"two rows: it calibrates the spin, then in each round runs every variant once (chkpt one run, chkpt "
@@ -1162,6 +1309,57 @@ def stores_notes() -> list[str]:
         f"session, the first connection) is in no figure (chkpt's run then gets fsspec's cached instance); "
         f"the last row shows that opening (best over the store's processes), which a warm rerun in a fresh "
         f"process pays once.",
+        f"Listing (the issue: 'listing 100,000 of them takes under a second locally'): a store of {LIST_COUNT:,} "
+        f"JSON checkpoints of one stage, made fresh in this run's folder by {FILL_WORKERS} processes at once "
+        f"(bench/catalog_workloads.py; about 20 s): key i is sha256(str(i)) cut to 32 hex digits, value i, "
+        f"written by LocalStore(root, durable=False).write(stage, key, 'json', ...) with a record {{stage, "
+        f"created}}, as a run writes it but without fsync. As it fills, the store moves new keys to fan-out "
+        f"subfolders (<stage>/<2 hex>/) once the stage folder's index is big enough (FANOUT_AT), as the row's "
+        f"layout shows. One child then times, in {LIST_ROUNDS} rounds (one task further on each round), the best "
+        f"of each: chkpt.Store(root).checkpoints(), checked to list {LIST_COUNT:,}, which reads the stage "
+        f"folder's .index and matches each entry to its marker by inode, so it opens and stats no checkpoint; "
+        f"and two floors: a walk of the folder by os.scandir, subfolders included, doing nothing else (the "
+        f"type of a file comes with its entry), and the same walk with an os.stat of each file, what a listing "
+        f"that asks every checkpoint's status would pay. Every round reads the same folders (and index), so the "
+        f"best is of a store the OS has cached, as for a listing run twice; 'locally' is this machine's disk "
+        f"(ext4 on a VM), no network share. 'Child's peak RSS': the most memory the child held (ru_maxrss), "
+        f"over all it ran, gc dry runs included.",
+        "Without the index: a second store filled the same way, whose .index is deleted once it is full (as a "
+        "store written by an older chkpt, or copied without it), listed once at the end of the same child "
+        "(checked count): each checkpoint's record (its first line) is read and its file stat'ed. "
+        "gc(dry_run=True): keep_last=1 by default, so it plans to remove all but the newest (checked count); it "
+        "lists as above and asks, for each of those, whether a run holds its key's lock (an open of a lock file "
+        "that is not there); best of the same rounds.",
+    ]
+    if not big:
+        return [*notes, f"--big adds rows of a store of {BIG_COUNT:,} checkpoints (see bench/run.py's docstring)."]
+    return [
+        *notes,
+        f"A store of {BIG_COUNT:,} checkpoints, "
+        f"filled the same way and kept in {BIG_STORE.relative_to(BENCH.parent)}/ between runs: a file built.json, "
+        f"written once it is whole, holds a stamp (this bench's layout number, chkpt's version and FANOUT_AT, and "
+        f"the files, index entry and record that one checkpoint makes now) and the sizes of the index and use "
+        f"notes; a run uses the store if both still match, else removes it and fills it again (about 3 minutes "
+        f"with {FILL_WORKERS} processes, plus removing the old one). Its listing and gc dry run are timed as "
+        f"above (info: the issue asks that such a store 'stays usable').",
+        f"A run's operations on it, next to the same on a store of 1 checkpoint made in this run's folder: one "
+        f"child, each figure the best of {BIG_ROUNDS} rounds of {BIG_OPS:,} operations on distinct keys (the "
+        f"store of 1: its one key wherever a present key is needed), both stores in each round, in turns, "
+        f"through LocalStore(root) (durable, as a run makes it). Present keys are drawn at random, a new draw "
+        f"for each figure and round; most are in fan-out subfolders, where the store first looks in the stage "
+        f"folder and misses. exists of a present key; exists of a key no store holds; read (value checked); "
+        f"write of a new key (fsync of the file and of its folder). Floors, in the same rounds on other keys "
+        f"(before the operation in one round, after it in the next): os.path.isfile of a checkpoint's path, of "
+        f"one absent path, and open + read of a checkpoint's file, each path known beforehand (from a listing "
+        f"of the stage folder, untimed), so one lookup where the store may make two. Before the reads, untimed, "
+        f"each file read (by the store or the floor) is touched (status-change time set to now), so that no "
+        f"read notes a use (checked): a load of a checkpoint stored or noted more than an hour ago does, a "
+        f"stat, a utime and an append to the folder's .used, the same on any store, and the store of 1 is too "
+        f"new to. The store of 1's file is in the OS's cache; on this VM a file not read for some minutes "
+        f"often is not (its page cache keeps little file data), so a read of a random checkpoint of the big "
+        f"store mostly waits for the disk, as its floor shows. After each round the written checkpoints are "
+        f"removed and the index and use notes cut back to their sizes, so the kept store stays as it was. Per "
+        f"op: a round's time / {BIG_OPS:,}; 'x the store of 1': the ratio of the two.",
     ]
 
 
@@ -1243,7 +1441,12 @@ PARALLEL: SectionList = (
     ("Dask cluster", measure_cluster),
     ("threads", measure_threads),
 )
-STORES: SectionList = (("runs sharing a folder", measure_stores), ("warm loads by store", measure_store_loads))
+STORES: SectionList = (
+    ("runs sharing a folder", measure_stores),
+    ("warm loads by store", measure_store_loads),
+    ("listing 100,000 checkpoints", measure_listing),
+)
+BIG: SectionList = (("a store of 1,000,000 checkpoints", measure_big_store),)
 
 
 def run_sections(sections: SectionList) -> tuple[list[Row], float]:
@@ -1273,7 +1476,15 @@ def main() -> None:
         "--only", choices=("core", "formats", "parallel", "stores"), help="run one table only (default: all)"
     )
     parser.add_argument("--keep", action="store_true", help="keep bench/out/run-<pid>/ for inspection")
+    parser.add_argument(
+        "--big",
+        action="store_true",
+        help=f"add the Stores rows of a store of 1,000,000 checkpoints (kept in {BIG_STORE.relative_to(BENCH.parent)}; "
+        "filling it the first time takes about 3 minutes)",
+    )
     options = parser.parse_args()
+    if options.big and options.only not in (None, "stores"):
+        parser.error("--big adds rows to the Stores table: use it with --only stores, or without --only")
     core, formats = options.only in (None, "core"), options.only in (None, "formats")
     parallel, stores = options.only in (None, "parallel"), options.only in (None, "stores")
     started = time.perf_counter()
@@ -1290,8 +1501,9 @@ def main() -> None:
             rows, seconds = run_sections(PARALLEL)
             tables.append(("Parallel executors: processes, a Dask cluster, threads", rows, seconds, parallel_notes()))
         if stores:
-            rows, seconds = run_sections(STORES)
-            tables.append(("Stores: runs sharing a folder; warm loads by store", rows, seconds, stores_notes()))
+            rows, seconds = run_sections(STORES + BIG if options.big else STORES)
+            title = "Stores: runs sharing a folder; warm loads by store; listing a big store"
+            tables.append((title, rows, seconds, stores_notes(options.big)))
     finally:
         if not options.keep:
             shutil.rmtree(WORK, ignore_errors=True)
