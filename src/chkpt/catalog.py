@@ -156,7 +156,7 @@ class Store:
         """
         folders = self._listing.scan()
         selected = None if stage is None else _selection([stage], folders, self.root, "checkpoints(stage=...)")
-        return [cp for cp, _ in _ranked(folders, selected)]
+        return _ordered(folders, selected)[0]
 
     def gc(
         self,
@@ -312,7 +312,14 @@ class Store:
 
 @no_collection()
 def _ranked(folders: list[Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
-    """The selected checkpoints with their folder's name, by stage, newest first, ties by key.
+    """The selected checkpoints with their folder's name, by stage, newest first, ties by key."""
+    ordered, where = _ordered(folders, selected)
+    return [(cp, where[id(cp)]) for cp in ordered]
+
+
+@no_collection()
+def _ordered(folders: list[Folder], selected: dict[str, set[str]] | None) -> tuple[list[Checkpoint], dict[int, str]]:
+    """The selected checkpoints by stage, newest first, ties by key; and each one's folder, by its id.
 
     `selected` maps a folder to the stage names asked for in it (None: everything). A checkpoint is selected by
     its record's stage name; one whose record cannot be read, by its folder.
@@ -322,21 +329,22 @@ def _ranked(folders: list[Folder], selected: dict[str, set[str]] | None) -> list
     for folder in folders:
         if selected is not None and folder.name not in selected:
             continue
+        names = None if selected is None else selected[folder.name]
         for cp, named in folder.checkpoints:
-            if selected is None or not named or cp.stage in selected[folder.name]:
+            if names is None or not named or cp.stage in names:
                 group = by_stage.get(cp.stage)
                 if group is None:
                     group = by_stage[cp.stage] = []
                 group.append(cp)
                 where[id(cp)] = folder.name
-    ranked: list[tuple[Checkpoint, str]] = []
+    ordered: list[Checkpoint] = []
     for stage in sorted(by_stage):
         group = by_stage[stage]
         # Two stable sorts of one field each, the last the first in rank: faster than one on a tuple per item.
         group.sort(key=_BY_KEY)
         group.sort(key=_BY_CREATED, reverse=True)
-        ranked += [(cp, where[id(cp)]) for cp in group]
-    return ranked
+        ordered += group
+    return ordered, where
 
 
 def _over_budget(

@@ -274,7 +274,7 @@ def _read_folder(folder: Folder) -> None:
     if listed != len(files):  # one name in two places (by hand, or a crash): no shortcut, so none is missed
         known = {}
     for key, entry in known.items():
-        checkpoint = _indexed(entry, files, folder.path, folder.used.get(key))
+        checkpoint = _indexed(entry, files, folder.used.get(key))
         if checkpoint is not None:
             folder.checkpoints.append((checkpoint, True))
             folder.entries[key] = entry
@@ -293,7 +293,9 @@ def _list(path: str, files: dict[str, os.DirEntry[str]], fanned: bool = False) -
     except OSError as exc:
         raise StoreError(f"cannot read checkpoint folder {path!r}: {exc.strerror or exc}") from None
     if fanned:
-        files.update({entry.name: entry for entry in entries})
+        # A key's file in another key's subfolder is none that a store reads: not chkpt's, so not listed.
+        prefix = os.path.basename(path)
+        files.update({entry.name: entry for entry in entries if entry.name.startswith(prefix) or entry.name[0] == "."})
         return len(entries)
     count = 0
     for entry in entries:
@@ -306,22 +308,14 @@ def _list(path: str, files: dict[str, os.DirEntry[str]], fanned: bool = False) -
     return count
 
 
-def _indexed(
-    entry: index.Entry, files: dict[str, os.DirEntry[str]], folder: str, used: float | None
-) -> Checkpoint | None:
-    """The checkpoint an index entry describes, taking its files out of `files`, if its marker is the file the
-    entry was written for, where a store looks for it (in `folder` or the subfolder of its key's first two
-    digits); no file opened, none's status asked for."""
+def _indexed(entry: index.Entry, files: dict[str, os.DirEntry[str]], used: float | None) -> Checkpoint | None:
+    """The checkpoint an index entry describes, taking its files out of `files` (what `_list` found where a store
+    looks), if its marker is the file the entry was written for; no file opened, none's status asked for."""
     key = entry[0]
     inline = len(entry) == 5
     name = f"{key}.json" if inline else f"{key}.{META}"
     marker = files.get(name)
-    if (
-        marker is None
-        or marker.inode() != entry[1]
-        or not index.described(entry)
-        or (marker.path != f"{folder}{os.sep}{name}" and marker.path != f"{folder}{os.sep}{key[:2]}{os.sep}{name}")
-    ):
+    if marker is None or marker.inode() != entry[1] or not index.described(entry):
         return None
     del files[name]
     created = float(entry[4])
@@ -353,7 +347,7 @@ def _read_files(folder: Folder, entries: Iterable[os.DirEntry[str]]) -> None:
                     folder.leftovers.append(Leftover(entry.path, stat.st_size, stat.st_mtime, key or None, True))
             continue
         stem, _, extension = name.partition(".")
-        if len(stem) == _KEY_LENGTH and extension and _HEX.issuperset(stem) and _in_place(entry, stem, folder.path):
+        if len(stem) == _KEY_LENGTH and extension and _HEX.issuperset(stem):
             by_key.setdefault(stem, {})[extension] = entry
     for key, files in by_key.items():
         if META in files:  # a two-file checkpoint: its record, then its value file
@@ -367,13 +361,6 @@ def _read_files(folder: Folder, entries: Iterable[os.DirEntry[str]]) -> None:
                     folder.leftovers.append(Leftover(entry.path, stat.st_size, stat.st_mtime, key, False))
             continue
         _recorded(folder, key, marker, files, inline)
-
-
-def _in_place(entry: os.DirEntry[str], key: str, folder: str) -> bool:
-    """Whether a file of a key is where a store looks for it: in its stage folder, or in the fan-out subfolder of
-    its key's first two digits (a file in another subfolder is not chkpt's)."""
-    parent = os.path.dirname(entry.path)
-    return parent == folder or os.path.basename(parent) == key[:2]
 
 
 def _recorded(
