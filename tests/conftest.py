@@ -6,6 +6,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from edited_project import project  # noqa: F401  (a fixture of test_explain and test_accept)
 
 
 @pytest.fixture(scope="session")

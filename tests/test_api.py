@@ -219,6 +219,7 @@ def test_constant_inputs(tmp_path: Path) -> None:
 
 def test_public_names() -> None:
     assert set(chkpt.__all__) == {
+        "Accepted",
         "Checkpoint",
         "ChkptError",
         "ChkptWarning",

@@ -6,6 +6,7 @@ loads what is still valid and recomputes only what changed. See the README for t
 
 from . import codecs
 from ._version import __version__
+from .accept import Accepted
 from .config import Config
 from .errors import (
     ChkptError,
@@ -49,6 +50,7 @@ else:
 
 
 __all__ = [
+    "Accepted",
     "Checkpoint",
     "ChkptError",
     "ChkptWarning",

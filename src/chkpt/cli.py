@@ -1,5 +1,6 @@
 """The `chkpt` command (also `python -m chkpt`): what a store holds, one checkpoint's record and value, removing
-checkpoints, and a pipeline's graph, from a terminal and without running any stage.
+checkpoints, why a run would recompute (explain), accepting a harmless edit, and a pipeline's graph, from a
+terminal and without running any stage.
 
 Exit codes: 0 done, 1 an error (one line on stderr that says what to do; the traceback too with `--debug`), 2 a
 usage error (argparse's). A command that deletes asks first when stdin is a terminal, unless `--yes`; without a
@@ -120,6 +121,16 @@ def _parser() -> argparse.ArgumentParser:
         help="which stages a run may load: all (default), none, or stage names joined by commas (Config(load=...))",
     )
 
+    accept = command(
+        "accept",
+        "Declare an edit of STAGE harmless: store its checkpoint, and those downstream that only its key changed, "
+        "under their new keys, without computing.",
+        _accept,
+    )
+    accept.add_argument("pipeline", metavar="MODULE:ATTR", help="a Pipeline: module:attr or path/file.py:attr")
+    accept.add_argument("stage", help="the stage whose edit changed nothing its results depend on")
+    store_options(accept)
+
     graph = command("graph", "Print or draw a pipeline's graph.", _graph)
     graph.add_argument("pipeline", metavar="MODULE:ATTR", help="a Pipeline: module:attr or path/file.py:attr")
     graph.add_argument("--format", choices=("mermaid", "dot", "svg", "png"), default="mermaid")
@@ -224,6 +235,18 @@ def _explain(args: argparse.Namespace, out: TextIO) -> int:
     load = choices.get(args.load, [name.strip() for name in args.load.split(",") if name.strip()])
     config = Config(dir=_directory(args), load=load, storage_options=args.storage_options)
     print(_pipeline(args.pipeline).explain(config), file=out)
+    return 0
+
+
+def _accept(args: argparse.Namespace, out: TextIO) -> int:
+    from .config import Config
+
+    config = Config(dir=_directory(args), load=True, storage_options=args.storage_options)
+    accepted = _pipeline(args.pipeline).accept(args.stage, config)
+    for item in accepted:
+        print(f"accepted {item.stage} {item.old[:12]} -> {item.new[:12]}", file=out)
+    if not accepted:
+        print(f"nothing to accept: stage '{args.stage}' already has a checkpoint for its key", file=out)
     return 0
 
 

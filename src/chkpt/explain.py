@@ -12,6 +12,7 @@ from __future__ import annotations
 from .config import Config
 from .errors import ChkptError
 from .plan import NO_CHECKPOINT, make_plan
+from .store import Damaged
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -21,6 +22,7 @@ if TYPE_CHECKING:
     from .catalog import Store
     from .pipeline import Pipeline
     from .plan import Step
+    from .store import CheckpointStore
 
 
 class Decision:
@@ -98,6 +100,8 @@ def explain(pipeline: Pipeline[Any], config: Config | None = None) -> Explanatio
             reason = _why_new(step, steps, newest) if step.reason == NO_CHECKPOINT else step.reason
         elif step.action == "skip":
             reason = "not needed: what uses it is loaded"
+        elif step.action == "load" and store is not None:
+            reason = _found(store, step)
         decisions.append(Decision(step.stage.name, step.key, step.action, reason))
     return Explanation(decisions)
 
@@ -132,6 +136,15 @@ class _Newest:
             except ChkptError:
                 continue  # damaged: the next newest says as much
         return None
+
+
+def _found(store: CheckpointStore, step: Step) -> str:
+    """Why a step loads: its checkpoint is there, stored by a run, or by `accept` from an older key."""
+    try:
+        accepted = store.read_record(step.stage.name, step.key, step.format).get("accepted_from")
+    except (OSError, ChkptError, Damaged):
+        return step.reason  # a run would find out, and recompute
+    return f"accepted edit (stored from {accepted[:12]})" if isinstance(accepted, str) else step.reason
 
 
 def _why_new(step: Step, steps: list[Step], newest: _Newest) -> str:

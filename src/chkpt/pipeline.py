@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from typing import Any, Generic, TypeVar
 
+    from .accept import Accepted
     from .config import Config
     from .explain import Explanation
     from .records import Run
@@ -86,6 +87,14 @@ class Pipeline(Generic[R]):
         from .explain import explain
 
         return explain(self, config)
+
+    def accept(self, stage: str | Stage[..., Any], config: Config | None = None) -> list[Accepted]:
+        """Declare an edit of `stage` harmless: its checkpoint made from its current inputs, and those downstream
+        that only its key made new, are stored again under their new keys, without computing anything (see
+        accept.py). `config` (default: load=True) names the store. Returns what was stored, in run order."""
+        from .accept import accept
+
+        return accept(self, stage, config)
 
     def to_mermaid(self) -> str:
         """The graph as a Mermaid flowchart (GitHub, GitLab and Jupyter draw it): each distinct node once, with
