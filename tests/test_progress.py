@@ -166,3 +166,15 @@ def test_the_summary_is_data_on_the_run(tmp_path: Path) -> None:
     html = extended._repr_html_()
     assert html.startswith("<table>") and "<td>slow_source</td><td>loaded</td>" in html
     assert extended.summary() in html
+
+
+@pytest.mark.parametrize("executor", ["threads", "processes"])
+def test_the_line_follows_every_executor(
+    executor: str, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "tqdm", None)  # the plain line, whose text the test can read
+    config = chkpt.Config(dir=tmp_path, progress=True, verbose=False, executor=executor, workers=2)
+    assert (slow_source >> total).run(config).value == sum(range(100))
+    err = capsys.readouterr().err
+    assert "\rchkpt: 0/2 stages" in err and "\rchkpt: 2/2 stages" in err
+    assert "slow_source" in err and "total" in err

@@ -306,6 +306,8 @@ class _Runner:
                 for number in sorter.get_ready():
                     step = steps[number]
                     if step.action == "load":
+                        if self.progress is not None:
+                            self.progress.start(step.stage.name)
                         try:
                             self._load(step)
                         except Replan:
@@ -319,6 +321,8 @@ class _Runner:
                         else:
                             position += 1
                             upstream = watched_upstream(step, carries)
+                            if self.progress is not None:
+                                self.progress.start(step.stage.name)  # (the last one handed to the pool)
                             future = pool.submit(
                                 compute_step,
                                 step.stage,

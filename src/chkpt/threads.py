@@ -142,6 +142,8 @@ def _serve(schedule: _Schedule) -> None:
                 return
             step = steps[schedule.ready.popleft()]
             schedule.running += 1
+            if schedule.runner.progress is not None:
+                schedule.runner.progress.start(step.stage.name)
             try:
                 prepared = _prepare(schedule, step) if step.action == "compute" else None
             except BaseException as exc:
