@@ -295,4 +295,6 @@ def test_the_command_is_installed_as_chkpt() -> None:
     assert found is not None
     done = subprocess.run([found, "--help"], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0
-    assert all(command in done.stdout for command in ("ls", "show", "rm", "gc", "graph"))
+    assert all(command in done.stdout for command in ("ls", "show", "rm", "gc", "explain", "accept", "graph"))
+    version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=60)
+    assert version.returncode == 0 and version.stdout == f"chkpt {chkpt.__version__}\n"

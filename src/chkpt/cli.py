@@ -56,6 +56,9 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="chkpt", description="See and tidy chkpt's checkpoints, and draw pipelines. No stage is run."
     )
+    from ._version import __version__
+
+    parser.add_argument("--version", action="version", version=f"chkpt {__version__}")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     def command(name: str, help: str, run: Any) -> argparse.ArgumentParser:
