@@ -171,7 +171,7 @@ def test_each_stage_prints_one_line_and_logs(
     pipeline(chkpt.Config(dir=tmp_path, load=True))
     err = capsys.readouterr().err.splitlines()
     assert len(err) == 2 and err[0].startswith("chkpt: stage2 loaded ")
-    assert err[1].startswith("chkpt done: 1 stage: 1 loaded, 0 computed (0 stored), 1 skipped; loading saved ")
+    assert err[1] == "chkpt done: 1 stage: 1 loaded, 0 computed (0 stored), 1 skipped"
 
 
 def test_verbose_false_is_silent_on_stderr_but_still_logs(

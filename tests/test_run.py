@@ -447,10 +447,7 @@ def test_run_records_outcomes_bytes_seconds_and_summary(tmp_path: Path) -> None:
     assert 0 <= loaded.seconds < 1
     assert loaded.saved == round(by_name["stored"].seconds, 6)  # what the record says its computing took
     assert second.seconds_saved == loaded.saved
-    assert str(second).splitlines()[-1] == (
-        f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped; loading saved {loaded.saved:.1f} s"
-        if loaded.saved
-        else f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped"
-    )
+    assert loaded.saved is not None and loaded.saved < 0.05  # a trivial stage: too little to mention
+    assert str(second).splitlines()[-1] == f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped"
     assert second.skipped == 1  # slow, which only stored reads
     assert repr(second).startswith("<Run of 2 stages")

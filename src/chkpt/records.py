@@ -72,7 +72,8 @@ class Run(Generic[R]):
         return sum(r.bytes or 0 for r in self.records if r.outcome == "stored")
 
     def summary(self) -> str:
-        """One line: stages loaded, computed (stored) and skipped, the time loading saved, the bytes stored."""
+        """One line: stages loaded, computed (stored) and skipped, the time loading saved (the loaded stages' own
+        compute times, when a tenth of a second or more), the bytes stored."""
         counts = {
             outcome: sum(r.outcome == outcome for r in self.records) for outcome in ("loaded", "computed", "stored")
         }
@@ -83,7 +84,7 @@ class Run(Generic[R]):
         )
         if self.skipped:
             line += f", {self.skipped} skipped"
-        if self.seconds_saved:
+        if self.seconds_saved >= 0.05:  # (less would print as 0.0 s)
             line += f"; loading saved {_duration(self.seconds_saved)}"
         if counts["stored"]:
             line += f"; stored {size_text(self.bytes_stored)}"
