@@ -295,8 +295,9 @@ def _round(store: Any, held: int, round: int, ops: int, draw: random.Random) -> 
     for `ops` keys, and how many of the keys of "exists" and "read" were in subfolders.
 
     Keys present on the big store are drawn at random, a new draw for each operation and floor in each round. The
-    floors go to a file by its path, found untimed from a listing of the stage folder (a store looks in the stage
-    folder first, then in the key's fan-out subfolder). "exists": store.exists of a present key; floor:
+    floors go to a file by its path, found untimed from a listing of the stage folder (a store of a folder that
+    has fanned out looks in the key's fan-out subfolder first, then in the stage folder). "exists": store.exists of
+    a present key; floor:
     os.path.isfile of its path. "absent": store.exists of a key that no store holds; floor: os.path.isfile of one
     absent path, in the stage folder. "read": store.read of a present key, its value checked; floor: open + read of
     its file. Before both, untimed, each file read is touched (its status-change time set to now), so that no
