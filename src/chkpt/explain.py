@@ -97,7 +97,7 @@ def explain(pipeline: Pipeline[Any], config: Config | None = None) -> Explanatio
     for step in steps:
         reason = step.reason
         if step.action == "compute":
-            reason = _why_new(step, steps, newest) if step.reason == NO_CHECKPOINT else step.reason
+            reason = _why_new(step, steps, newest, store) if step.reason == NO_CHECKPOINT else step.reason
         elif step.action == "skip":
             reason = "not needed: what uses it is loaded"
         elif step.action == "load" and store is not None:
@@ -147,7 +147,7 @@ def _found(store: CheckpointStore, step: Step) -> str:
     return f"accepted edit (stored from {accepted[:12]})" if isinstance(accepted, str) else step.reason
 
 
-def _why_new(step: Step, steps: list[Step], newest: _Newest) -> str:
+def _why_new(step: Step, steps: list[Step], newest: _Newest, store: CheckpointStore | None) -> str:
     """Why no checkpoint has this step's key: what differs from the stage's newest checkpoint."""
     found = newest.record(step.stage.name)
     if found is None:
@@ -158,7 +158,7 @@ def _why_new(step: Step, steps: list[Step], newest: _Newest) -> str:
     if not isinstance(before, dict) or now is None:
         return f"no checkpoint with this key; the newest ({key[:12]}) has no record of what its key was made of"
     reasons = _code_changes(step.stage.name, before, now)
-    reasons += _input_changes(step, steps, record.get("inputs"))
+    reasons += _input_changes(step, steps, record.get("inputs"), store)
     if not reasons:
         return f"no checkpoint with this key; the newest ({key[:12]}) was made of the same code, parameters and inputs"
     return "; ".join(reasons)
@@ -196,7 +196,9 @@ def _code_changes(stage: str, before: dict[str, Any], now: dict[str, Any]) -> li
     return reasons
 
 
-def _input_changes(step: Step, steps: list[Step], before: object) -> list[str]:
+def _input_changes(step: Step, steps: list[Step], before: object, store: CheckpointStore | None) -> list[str]:
+    """Which inputs' keys differ from those the record lists; not one whose checkpoint was accepted from the
+    record's (`accept`: the same data under a new key)."""
     now = [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
     if not isinstance(before, list) or len(before) != len(now):
         return ["its inputs changed"] if before != now else []
@@ -205,10 +207,21 @@ def _input_changes(step: Step, steps: list[Step], before: object) -> list[str]:
         if old == new:
             continue
         source = step.inputs[position]
-        reasons.append(
-            f"input {steps[source].stage.name} changed" if isinstance(source, int) else f"input {position + 1} changed"
-        )
+        if not isinstance(source, int):
+            reasons.append(f"input {position + 1} changed")
+        elif _accepted_from(store, steps[source]) != old:
+            reasons.append(f"input {steps[source].stage.name} changed")
     return reasons
+
+
+def _accepted_from(store: CheckpointStore | None, step: Step) -> object:
+    """The key a step's checkpoint was accepted from, if it has one stored by `accept`."""
+    if store is None or step.action not in ("load", "skip"):
+        return None
+    try:
+        return store.read_record(step.stage.name, step.key, step.format).get("accepted_from")
+    except (OSError, ChkptError, Damaged):
+        return None
 
 
 def _noun(kind: str) -> str:
