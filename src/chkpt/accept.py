@@ -14,7 +14,7 @@ were made from other data): accept the upstream edit first.
 from __future__ import annotations
 
 from . import codecs
-from .compute import record_fields
+from .compute import input_keys, record_fields
 from .config import Config
 from .errors import ChkptError, ConfigError
 from .plan import make_plan
@@ -55,7 +55,7 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     """Store the checkpoints of `stage`, and of the stages downstream that only its key changed, under their new
     keys (see the module's doc); returns what was stored, in run order. A ConfigError if the pipeline has no such
     stage; a ChkptError, before anything is stored, if the stage has no checkpoint made from its current inputs."""
-    from .catalog import Store
+    from .catalog import store_for
     from .run import _open_store
 
     config = config or Config(load=True)
@@ -66,12 +66,12 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     names = sorted({step.stage.name for step in steps})
     if name not in names:
         raise ConfigError(f"accept({name!r}): the pipeline has no such stage; its stages are {names}")
-    catalog = Store(config.directory(), storage_options=config.storage_options or None)
+    catalog = store_for(config)
     renamed: dict[str, str] = {}  # old key -> new key, of what was accepted
     done: list[Accepted] = []
     edited = [step for step in steps if step.stage.name == name and not store.exists(name, step.key, step.format)]
     for step in edited:
-        old = _newest(catalog, step, lambda why, inputs, step=step: inputs == _input_keys(step, steps))
+        old = _newest(catalog, step, lambda why, inputs, step=step: inputs == input_keys(step, steps))
         if old is None:
             raise ChkptError(
                 f"accept({name!r}): no checkpoint of stage '{name}' was made from its current inputs, so there is "
@@ -84,7 +84,7 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     for step in steps:
         if step.stage.name == name or store.exists(step.stage.name, step.key, step.format):
             continue
-        current = _input_keys(step, steps)
+        current = input_keys(step, steps)
         if not any(key in renamed.values() for key in current):
             continue
 
@@ -103,26 +103,13 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     return done
 
 
-def _input_keys(step: Step, steps: list[Step]) -> list[str]:
-    """A step's input keys as its record lists them (record_fields)."""
-    return [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
-
-
 def _newest(catalog: Store, step: Step, wanted: Any) -> tuple[str, dict[str, Any]] | None:
     """The key and record of the newest checkpoint of the step's stage for which `wanted(why, inputs)` holds."""
-    try:
-        listed = catalog.checkpoints(step.stage.name)
-    except ConfigError:  # no folder of this stage
-        return None
-    for cp in listed:
-        if cp.stage != step.stage.name:
-            continue
-        try:
-            record = catalog.record(cp)
-        except ChkptError:
-            continue
+    from .catalog import newest_records
+
+    for key, record in newest_records(catalog, step.stage.name):
         if wanted(record.get("why"), record.get("inputs")):
-            return cp.key, record
+            return key, record
     return None
 
 

@@ -18,15 +18,16 @@ import os
 import re
 import time
 
-from .errors import ConfigError
-from .listing import Checkpoint, Folder, LocalListing, RemoteListing, no_collection
+from .collector import paused
+from .errors import ChkptError, ConfigError
+from .listing import Checkpoint, Folder, LocalListing, RemoteListing
 from .remote import is_url
 from .stage import Stage
 from .store import folder_name
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from datetime import timedelta
     from typing import Any, TypeAlias
 
@@ -307,23 +308,48 @@ class Store:
         return Collected(tuple(removed), freed, temporaries, tuple(skipped))
 
 
+def store_for(config: Config) -> Store:
+    """The Store of the checkpoints a run with `config` uses."""
+    return Store(config.directory(), storage_options=config.storage_options or None)
+
+
+def newest_records(store: Store, stage: str) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The key and record of each checkpoint of `stage` (by the name in its record), newest first; those whose
+    record cannot be read are left out, and a stage with no folder has none."""
+    try:
+        listed = store.checkpoints(stage)
+    except ConfigError:  # no folder of this stage: nothing stored yet
+        return
+    for cp in listed:
+        if cp.stage != stage:
+            continue
+        try:
+            yield cp.key, store.record(cp)
+        except ChkptError:
+            continue  # damaged: the next newest may say as much
+
+
 # --- choosing ---------------------------------------------------------------------------------------------------
 
 
-@no_collection()
 def _ranked(folders: list[Folder], selected: dict[str, set[str]] | None) -> list[tuple[Checkpoint, str]]:
     """The selected checkpoints with their folder's name, by stage, newest first, ties by key."""
-    ordered, where = _ordered(folders, selected)
-    return [(cp, where[id(cp)]) for cp in ordered]
+    with paused():
+        ordered, where = _ordered(folders, selected)
+        return [(cp, where[id(cp)]) for cp in ordered]
 
 
-@no_collection()
 def _ordered(folders: list[Folder], selected: dict[str, set[str]] | None) -> tuple[list[Checkpoint], dict[int, str]]:
     """The selected checkpoints by stage, newest first, ties by key; and each one's folder, by its id.
 
     `selected` maps a folder to the stage names asked for in it (None: everything). A checkpoint is selected by
     its record's stage name; one whose record cannot be read, by its folder.
     """
+    with paused():
+        return _order(folders, selected)
+
+
+def _order(folders: list[Folder], selected: dict[str, set[str]] | None) -> tuple[list[Checkpoint], dict[int, str]]:
     by_stage: dict[str, list[Checkpoint]] = {}
     where: dict[int, str] = {}
     for folder in folders:

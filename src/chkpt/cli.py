@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -287,7 +286,9 @@ def _store(args: argparse.Namespace) -> Store:
 
 
 def _directory(args: argparse.Namespace) -> str:
-    return str(args.dir or os.environ.get("CHKPT_DIR") or ".chkpt")
+    from .config import Config
+
+    return Config(dir=args.dir).directory()
 
 
 def _one(store: Store, stage: str, key: str | None) -> Checkpoint:

@@ -12,9 +12,9 @@ one of the safe codecs (never pickle) by the value's type. `register(codec)` add
 
 from __future__ import annotations
 
-import gc
 import json
 
+from .collector import paused
 from .errors import ChkptError, ConfigError, SerializationError
 
 TYPE_CHECKING = False
@@ -86,13 +86,8 @@ class JsonCodec:
     def decode(self, data: bytes) -> Any:
         # Decoding makes many containers, and the cyclic GC would scan them again and again while they are
         # built: pausing it makes loading a big value several times faster.
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with paused():
             return json.loads(data)
-        finally:
-            if collecting:
-                gc.enable()
 
     def write(self, value: Any, file: BinaryIO) -> None:
         file.write(self.encode(value))

@@ -102,10 +102,15 @@ def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
         "module": module_identity(getattr(stage.func, "__module__", None) or "__main__"),
         "format": step.format,
         "codec": step.format,
-        "inputs": [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs],
+        "inputs": input_keys(step, steps),
         "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "why": step.anatomy,
     }
+
+
+def input_keys(step: Step, steps: list[Step]) -> list[str]:
+    """A step's inputs as its record lists them: an upstream step's key, or a constant's digest."""
+    return [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
 
 
 def watched_upstream(step: Step, carries: dict[int, frozenset[int]]) -> frozenset[int]:

@@ -9,6 +9,7 @@ installed package's version, a bound parameter, its version, its format, a file 
 
 from __future__ import annotations
 
+from .compute import input_keys
 from .config import Config
 from .errors import ChkptError
 from .plan import NO_CHECKPOINT, make_plan
@@ -112,38 +113,22 @@ class _Newest:
     def __init__(self, config: Config) -> None:
         self._config = config
         self._store: Store | None = None
-        self._records: dict[str, dict[str, Any] | None] = {}
+        self._records: dict[str, tuple[str, dict[str, Any]] | None] = {}
 
     def record(self, stage: str) -> tuple[str, dict[str, Any]] | None:
         """The key and record of the stage's newest checkpoint, or None if it has none (that can be read)."""
+        from .catalog import newest_records, store_for
+
         if stage not in self._records:
-            self._records[stage] = self._read(stage)
-        found = self._records[stage]
-        return None if found is None else (str(found.get("key", "")), found)
-
-    def _read(self, stage: str) -> dict[str, Any] | None:
-        from .catalog import Store
-
-        if self._store is None:
-            self._store = Store(self._config.directory(), storage_options=self._config.storage_options or None)
-        try:
-            listed = [cp for cp in self._store.checkpoints(stage) if cp.stage == stage]
-        except ChkptError:  # no folder of this stage: nothing stored yet
-            return None
-        for cp in listed:
-            try:
-                return self._store.record(cp)
-            except ChkptError:
-                continue  # damaged: the next newest says as much
-        return None
+            if self._store is None:
+                self._store = store_for(self._config)
+            self._records[stage] = next(newest_records(self._store, stage), None)
+        return self._records[stage]
 
 
 def _found(store: CheckpointStore, step: Step) -> str:
     """Why a step loads: its checkpoint is there, stored by a run, or by `accept` from an older key."""
-    try:
-        accepted = store.read_record(step.stage.name, step.key, step.format).get("accepted_from")
-    except (OSError, ChkptError, Damaged):
-        return step.reason  # a run would find out, and recompute
+    accepted = _accepted_from(store, step)
     return f"accepted edit (stored from {accepted[:12]})" if isinstance(accepted, str) else step.reason
 
 
@@ -199,7 +184,7 @@ def _code_changes(stage: str, before: dict[str, Any], now: dict[str, Any]) -> li
 def _input_changes(step: Step, steps: list[Step], before: object, store: CheckpointStore | None) -> list[str]:
     """Which inputs' keys differ from those the record lists; not one whose checkpoint was accepted from the
     record's (`accept`: the same data under a new key)."""
-    now = [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
+    now = input_keys(step, steps)
     if not isinstance(before, list) or len(before) != len(now):
         return ["its inputs changed"] if before != now else []
     reasons = []

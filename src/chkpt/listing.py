@@ -36,18 +36,17 @@ that vouches for a missing value.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import os
 from typing import NamedTuple
 
 from . import index
+from .collector import paused
 from .errors import StoreError
 from .store import LOCKS, META, Damaged, LocalStore, _fsync_folder, folder_name, parse_record
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator
+    from collections.abc import Callable, Iterable
     from typing import Any
 
     from .remote import LeaseLock, RemoteStore
@@ -126,19 +125,6 @@ class Folder:
         self.stamps: dict[str, tuple[object, ...]] = {}
 
 
-@contextlib.contextmanager
-def no_collection() -> Iterator[None]:
-    """Pause Python's cycle collector while a listing builds its objects, which make none: it would otherwise
-    run every few hundred of them, over all made so far, and take a third of the time of 100,000 checkpoints."""
-    paused = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if paused:
-            gc.enable()
-
-
 class LocalListing:
     """A checkpoint folder on this machine, at the absolute path `root`."""
 
@@ -148,9 +134,12 @@ class LocalListing:
         self.root = root
         self._store = LocalStore(root)
 
-    @no_collection()
     def scan(self) -> list[Folder]:
         """Every stage folder, in name order, with its checkpoints and leftovers."""
+        with paused():  # a listing makes an object or two per checkpoint, 100,000 at a time
+            return self._scan()
+
+    def _scan(self) -> list[Folder]:
         try:
             entries = sorted(os.scandir(self.root), key=lambda entry: entry.name)
         except (FileNotFoundError, NotADirectoryError):

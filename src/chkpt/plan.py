@@ -8,9 +8,8 @@ that can be loaded is loaded, and then nothing above it is needed.
 
 from __future__ import annotations
 
-import gc
-
 from . import codecs
+from .collector import paused
 from .errors import ChkptError
 from .keys import Fingerprints, node_key
 from .pipeline import Constant, Pipeline
@@ -140,13 +139,8 @@ def make_plan(
     compute that store get their key's anatomy, and with `anatomies` every step does."""
     # Planning allocates a few objects per node and runs none of the user's code: the cyclic garbage collector
     # would walk the growing graph again and again and find nothing, so it is paused meanwhile.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
+    with paused():
         return _make_plan(pipeline, config, store, damaged, available, anatomies)
-    finally:
-        if collecting:
-            gc.enable()
 
 
 def _make_plan(

@@ -101,6 +101,11 @@ def checksum(payload: bytes) -> str:
     return "sha256:" + hashlib.sha256(payload).hexdigest()
 
 
+def _fanned_out(folder: str) -> bool:
+    """Whether a stage folder has taken about FANOUT_AT checkpoints, judged from its index's size."""
+    return index.size(folder) >= FANOUT_AT * _INDEX_LINE
+
+
 def _marker_extension(format_name: str) -> str:
     """The extension of a checkpoint's marker: the JSON file's own for the one-file layout, else its record's."""
     return codecs.get(format_name).extension if is_inline(format_name) else META
@@ -245,7 +250,7 @@ class LocalStore:
         fanned = f"{folder}{os.sep}{key[:2]}"
         fans_out = self._fanned.get(stage_name)
         if fans_out is None:
-            fans_out = self._fanned[stage_name] = index.size(folder) >= FANOUT_AT * _INDEX_LINE
+            fans_out = self._fanned[stage_name] = _fanned_out(folder)
         return (fanned, folder) if fans_out else (folder, fanned)
 
     def marker(self, stage_name: str, key: str, format_name: str) -> str:
@@ -361,7 +366,7 @@ class LocalStore:
         fanned = f"{folder}{os.sep}{key[:2]}"
         if os.path.exists(f"{folder}{os.sep}{name}"):
             return folder
-        if os.path.exists(f"{fanned}{os.sep}{name}") or index.size(folder) >= FANOUT_AT * _INDEX_LINE:
+        if os.path.exists(f"{fanned}{os.sep}{name}") or _fanned_out(folder):
             return fanned
         return folder
 
