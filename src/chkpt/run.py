@@ -142,10 +142,13 @@ class _Runner:
             self.progress.close()
             self.progress = None
         logs = self.logger is not None and self.logger.isEnabledFor(_INFO)
+        if not (logs or self.config.verbose):
+            return run
+        summary = run.summary()
         if logs and self.logger is not None:
-            self.logger.info(run.summary())
+            self.logger.info(summary)
         if self.config.verbose:
-            print(f"chkpt done: {run.summary()}", file=sys.stderr)
+            print(f"chkpt done: {summary}", file=sys.stderr)
         return run
 
     def execute(self, plan: Plan) -> Any:
