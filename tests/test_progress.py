@@ -113,7 +113,9 @@ def test_no_progress_when_stderr_is_no_terminal(tmp_path: Path) -> None:
         assert done.stderr.splitlines()[-1].startswith(b"chkpt done: 3 stages")
 
 
-def test_progress_true_draws_even_into_a_pipe_and_ci_turns_the_default_off(tmp_path: Path) -> None:
+def test_progress_true_draws_even_into_a_pipe_and_ci_turns_the_default_off(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     done = subprocess.run(
         [sys.executable, "-c", CHILD.format(plain=True, progress=True), str(tmp_path / "forced")],
         capture_output=True,
@@ -127,13 +129,12 @@ def test_progress_true_draws_even_into_a_pipe_and_ci_turns_the_default_off(tmp_p
         def isatty(self) -> bool:
             return True
 
+    # CI services set CI themselves, so the test sets and clears it rather than trusting the machine's
+    monkeypatch.delenv("CI", raising=False)
     assert progress.wanted(None, Terminal())  # type: ignore[arg-type]
-    os.environ["CI"] = "true"
-    try:
-        assert not progress.wanted(None, Terminal())  # type: ignore[arg-type]
-        assert progress.wanted(True, Terminal())  # type: ignore[arg-type]
-    finally:
-        del os.environ["CI"]
+    monkeypatch.setenv("CI", "true")
+    assert not progress.wanted(None, Terminal())  # type: ignore[arg-type]
+    assert progress.wanted(True, Terminal())  # type: ignore[arg-type]
     with pytest.raises(chkpt.ConfigError, match="progress"):
         chkpt.Config(progress="yes")  # type: ignore[arg-type]
 
