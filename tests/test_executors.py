@@ -91,15 +91,13 @@ def work(
     label: str,
     log: str,
     seconds: float = 0.0,
-    spin: int = 0,
     meet: str = "",
     fail: bool = False,
 ) -> list[object]:
-    """Sleep `seconds`, spin the CPU `spin` iterations and until stage `meet` has started, then return
-    [label, *inputs] or raise ValueError."""
+    """Sleep `seconds`, spin the CPU until stage `meet` has started, then return [label, *inputs] or raise
+    ValueError."""
     note(log, label, "start")
     time.sleep(seconds)
-    burn(spin)
     if meet:
         spin_until_started(log, meet)
     if fail:
