@@ -147,6 +147,20 @@ def test_ls_uses_chkpt_dir_and_says_when_a_store_is_empty(tmp_path: Path, made: 
     assert ok("ls", cwd=tmp_path, env={"CHKPT_DIR": ""}) == f"no checkpoints in {tmp_path / '.chkpt'}\n"
 
 
+def test_ls_prints_a_size_as_the_runs_log_line_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    @chkpt.Stage.wrap(format="text")
+    def letters() -> str:
+        return "x" * 5000
+
+    (() >> letters).run(chkpt.Config(dir=tmp_path, progress=False))
+    # the run tells the value it stored (5,000 bytes); ls the checkpoint's files, its record too, as gc frees them
+    logged = capsys.readouterr().err
+    assert "letters computed in" in logged and logged.count("stored 4.9 KiB") == 2  # the stage's line, the summary
+    on_disk = sum(path.stat().st_size for path in (tmp_path / "letters").iterdir() if not path.name.startswith("."))
+    (row,) = ok("ls", "--dir", str(tmp_path), "--stage", "letters").splitlines()[1:]
+    assert f" {on_disk / 1024:.1f} KiB " in row and on_disk > 5000
+
+
 def test_show_prints_the_record_and_a_preview_of_the_value(made: dict[str, Any]) -> None:
     newest = stage_keys(made["store"], "rows")[0]
     out = ok("show", "rows", *made["dir"], "--lines", "6")

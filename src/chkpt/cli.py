@@ -15,6 +15,7 @@ import sys
 import time
 
 from .errors import ChkptError
+from .records import size_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -154,7 +155,7 @@ def _ls(args: argparse.Namespace, out: TextIO) -> int:
                 cp.key,
                 _when(cp.created),
                 _age(now - cp.created),
-                _bytes(cp.bytes),
+                size_text(cp.bytes),
                 _age(now - cp.used) + " ago",
                 str(len(cp.files)),
             )
@@ -177,12 +178,12 @@ def _ls(args: argparse.Namespace, out: TextIO) -> int:
                 str(len(checkpoints)),
                 newest.key[:12],
                 _age(now - newest.created),
-                _bytes(sum(cp.bytes for cp in checkpoints)),
+                size_text(sum(cp.bytes for cp in checkpoints)),
                 _codec(store, newest),
             )
         )
     _table(out, rows, right={1, 4})
-    print(f"{len(listed)} checkpoints, {_bytes(sum(cp.bytes for cp in listed))}, in {store.root}", file=out)
+    print(f"{len(listed)} checkpoints, {size_text(sum(cp.bytes for cp in listed))}, in {store.root}", file=out)
     return 0
 
 
@@ -206,7 +207,7 @@ def _rm(args: argparse.Namespace, out: TextIO) -> int:
         print(f"stage '{args.stage}' has no checkpoints in {store.root}", file=out)
         return 0
     if not args.dry_run:
-        _confirm(args, f"remove {_count(going)} of stage '{args.stage}' ({_bytes(sum(cp.bytes for cp in going))})")
+        _confirm(args, f"remove {_count(going)} of stage '{args.stage}' ({size_text(sum(cp.bytes for cp in going))})")
     collected = store.remove(args.stage, [cp.key for cp in going], dry_run=args.dry_run)
     _report(out, collected, args.dry_run)
     return 0
@@ -225,7 +226,7 @@ def _gc(args: argparse.Namespace, out: TextIO) -> int:
     if args.dry_run or not (planned.removed or planned.bytes_freed):
         _report(out, planned, True)
         return 0
-    _confirm(args, f"remove {_count(planned.removed)} ({_bytes(planned.bytes_freed)})")
+    _confirm(args, f"remove {_count(planned.removed)} ({size_text(planned.bytes_freed)})")
     _report(out, store.gc(**options), False)
     return 0
 
@@ -381,11 +382,11 @@ def _confirm(args: argparse.Namespace, what: str) -> None:
 def _report(out: TextIO, collected: Collected, dry_run: bool) -> None:
     verb = "would remove" if dry_run else "removed"
     for cp in collected.removed:
-        print(f"{verb} {cp.stage} {cp.key[:12]} ({_bytes(cp.bytes)})", file=out)
+        print(f"{verb} {cp.stage} {cp.key[:12]} ({size_text(cp.bytes)})", file=out)
     for cp in collected.skipped_locked:
         print(f"kept {cp.stage} {cp.key[:12]}: a running pipeline holds it", file=out)
     extra = f" and {collected.temporaries} left by crashed writes" if collected.temporaries else ""
-    print(f"{verb} {_count(collected.removed)}{extra}: {_bytes(collected.bytes_freed)}", file=out)
+    print(f"{verb} {_count(collected.removed)}{extra}: {size_text(collected.bytes_freed)}", file=out)
 
 
 def _table(out: TextIO, rows: Sequence[tuple[str, ...]], right: set[int]) -> None:
@@ -399,15 +400,6 @@ def _table(out: TextIO, rows: Sequence[tuple[str, ...]], right: set[int]) -> Non
 
 def _count(checkpoints: Sequence[object]) -> str:
     return f"{len(checkpoints)} checkpoint{'' if len(checkpoints) == 1 else 's'}"
-
-
-def _bytes(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{size} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
 
 
 def _age(seconds: float) -> str:

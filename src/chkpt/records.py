@@ -132,10 +132,11 @@ def _duration(seconds: float) -> str:
 
 
 def size_text(n: int) -> str:
-    """A size in bytes for people: 512 B, 3.4 kB, 1.2 MB (powers of 1000)."""
+    """A size in bytes for people: 512 B, 3.4 KiB, 1.2 MiB (powers of 1024, as `chkpt gc --max-bytes 50G` reads
+    them), so the run's lines and the command line print a size alike."""
     value = float(n)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
             return f"{n} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
+        value /= 1024
     raise AssertionError("unreachable")
