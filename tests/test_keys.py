@@ -567,6 +567,517 @@ def test_editing_a_helper_changes_the_key_of_the_stages_that_call_it(
     assert {name for name in stages if after[name] != before[name]} == expected
 
 
+# --- what a stage reaches through objects, classes and decorators ---------------------------------------------------
+# Each case: the files, the stage attribute, an edit that changes what the stage returns (file, old, new). The edit
+# must change the key; reloading the same files must keep it.
+
+REACHED: dict[str, tuple[dict[str, str], str, str, str]] = {
+    "a list imported from another module": (
+        {
+            "PFX_config": "COLUMNS = ['a', 'b']\n",
+            "PFX_stages": """
+            import chkpt
+            from PFX_config import COLUMNS
+
+            @chkpt.Stage.wrap()
+            def s():
+                return list(COLUMNS)
+            """,
+        },
+        "PFX_config",
+        "['a', 'b']",
+        "['a', 'b', 'c']",
+    ),
+    "a list read as another module's attribute": (
+        {
+            "PFX_config": "COLUMNS = ['a', 'b']\n",
+            "PFX_stages": """
+            import chkpt
+            import PFX_config
+
+            @chkpt.Stage.wrap()
+            def s():
+                return list(PFX_config.COLUMNS)
+            """,
+        },
+        "PFX_config",
+        "['a', 'b']",
+        "['a', 'b', 'c']",
+    ),
+    "a list assigned inside a module-level if": (
+        {
+            "PFX_stages": """
+            import sys
+
+            import chkpt
+
+            if sys.byteorder:
+                COLUMNS = ['a', 'b']
+            else:
+                COLUMNS = ['a']
+
+            @chkpt.Stage.wrap()
+            def s():
+                return list(COLUMNS)
+            """,
+        },
+        "PFX_stages",
+        "COLUMNS = ['a', 'b']",
+        "COLUMNS = ['a', 'b', 'c']",
+    ),
+    "a helper wrapped by functools.lru_cache": (
+        {
+            "PFX_stages": """
+            import functools
+
+            import chkpt
+
+            @functools.lru_cache(maxsize=None)
+            def helper(x):
+                return x * 2
+
+            @chkpt.Stage.wrap()
+            def s():
+                return helper(5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a helper wrapped by a class-based decorator": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class traced:
+                def __init__(self, func):
+                    self.func = func
+
+                def __call__(self, *args):
+                    return self.func(*args)
+
+            @traced
+            def helper(x):
+                return x * 2
+
+            @chkpt.Stage.wrap()
+            def s():
+                return helper(5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a method of a module-level instance's class": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Model:
+                def __init__(self, k):
+                    self.k = k
+
+                def predict(self, x):
+                    return x * self.k
+
+            MODEL = Model(2)
+
+            @chkpt.Stage.wrap()
+            def s():
+                return MODEL.predict(5)
+            """,
+        },
+        "PFX_stages",
+        "x * self.k",
+        "x * self.k + 1",
+    ),
+    "a function a module-level partial wraps": (
+        {
+            "PFX_stages": """
+            import functools
+
+            import chkpt
+
+            def power(x, e):
+                return x ** e
+
+            SQUARE = functools.partial(power, e=2)
+
+            @chkpt.Stage.wrap()
+            def s():
+                return SQUARE(5)
+            """,
+        },
+        "PFX_stages",
+        "x ** e",
+        "x ** e + 1",
+    ),
+    "a helper that builds a module-level list": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            def make_columns():
+                return ['a', 'b']
+
+            COLUMNS = make_columns()
+
+            @chkpt.Stage.wrap()
+            def s():
+                return list(COLUMNS)
+            """,
+        },
+        "PFX_stages",
+        "['a', 'b']",
+        "['a', 'c']",
+    ),
+    "a function in a module-level dict": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            def double(x):
+                return x * 2
+
+            OPS = {'double': double}
+
+            @chkpt.Stage.wrap()
+            def s():
+                return OPS['double'](5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a list built from another module-level list": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            BASE = ['a']
+            COLUMNS = BASE + ['b']
+
+            @chkpt.Stage.wrap()
+            def s():
+                return list(COLUMNS)
+            """,
+        },
+        "PFX_stages",
+        "BASE = ['a']",
+        "BASE = ['z']",
+    ),
+    "an inherited method": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Base:
+                def f(self, x):
+                    return x * 2
+
+            class Child(Base):
+                pass
+
+            @chkpt.Stage.wrap()
+            def s():
+                return Child().f(5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a helper a staticmethod calls": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            def helper(x):
+                return x * 2
+
+            class Ops:
+                @staticmethod
+                def run(x):
+                    return helper(x)
+
+            @chkpt.Stage.wrap()
+            def s():
+                return Ops.run(5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a method a bound-method stage calls": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Model:
+                def __init__(self, k):
+                    self.k = k
+
+                def helper(self, x):
+                    return x * self.k
+
+                def run(self):
+                    return self.helper(5)
+
+            s = chkpt.Stage(Model(2).run, name='s')
+            """,
+        },
+        "PFX_stages",
+        "x * self.k",
+        "x * self.k + 1",
+    ),
+    "a class attribute a classmethod stage reads": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Model:
+                K = 2
+
+                @classmethod
+                def run(cls):
+                    return 5 * cls.K
+
+            s = chkpt.Stage(Model.run, name='s')
+            """,
+        },
+        "PFX_stages",
+        "K = 2",
+        "K = 3",
+    ),
+    "a helper given as a default argument": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            def helper(x):
+                return x * 2
+
+            @chkpt.Stage.wrap()
+            def s(fn=helper):
+                return fn(5)
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a module captured by a closure": (
+        {
+            "PFX_helpers": """
+            def clean(x):
+                return x * 2
+            """,
+            "PFX_stages": """
+            import chkpt
+            import PFX_helpers
+
+            def make_stage(mod):
+                def s():
+                    return mod.clean(5)
+                return chkpt.Stage(s)
+
+            s = make_stage(PFX_helpers)
+            """,
+        },
+        "PFX_helpers",
+        "x * 2",
+        "x * 3",
+    ),
+    "an instance captured by a closure": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Model:
+                def predict(self, x):
+                    return x * 2
+
+            def make_stage(model):
+                def s():
+                    return model.predict(5)
+                return chkpt.Stage(s)
+
+            s = make_stage(Model())
+            """,
+        },
+        "PFX_stages",
+        "x * 2",
+        "x * 3",
+    ),
+    "a class whose name a nested class shares": (
+        {
+            "PFX_stages": """
+            import chkpt
+
+            class Config:
+                SCALE = 2
+
+            class Model:
+                class Config:
+                    frozen = True
+
+            @chkpt.Stage.wrap()
+            def s():
+                return Config.SCALE * 10
+            """,
+        },
+        "PFX_stages",
+        "SCALE = 2",
+        "SCALE = 3",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", REACHED, ids=list(REACHED))
+def test_an_edit_reached_through_objects_classes_and_decorators_changes_the_key(
+    modules: Modules, tmp_path: Path, case: str
+) -> None:
+    files, file, old, new = REACHED[case]
+    before_module = modules.load(files)
+    before = key_of(before_module.s, tmp_path)
+    assert key_of(modules.load(files).s, tmp_path) == before
+    after_module = modules.load(edited(files, file, old, new))
+    assert after_module.s.func() != before_module.s.func()  # the edit changes what the stage returns
+    assert key_of(after_module.s, tmp_path) != before
+
+
+def test_a_module_a_stage_imports_in_its_body_is_followed(modules: Modules, tmp_path: Path) -> None:
+    files = {
+        "PFX_helpers": """
+        def clean(x):
+            return x * 2
+        """,
+        "PFX_stages": """
+        import chkpt
+
+        @chkpt.Stage.wrap()
+        def s():
+            import PFX_helpers
+
+            return PFX_helpers.clean(5)
+
+        @chkpt.Stage.wrap()
+        def other():
+            from PFX_helpers import clean
+
+            return clean(1)
+        """,
+    }
+    first = modules.load(files)
+    assert modules.name("PFX_helpers") not in sys.modules  # not imported before the first plan
+    before = (key_of(first.s, tmp_path), key_of(first.other, tmp_path))
+    assert modules.name("PFX_helpers") in sys.modules  # the plan imported it, to follow it
+    assert (key_of(first.s, tmp_path), key_of(first.other, tmp_path)) == before  # the same once it is imported
+    after = modules.load(edited(files, "PFX_helpers", "x * 2", "x * 3"))
+    assert after.s.func() == 15
+    assert key_of(after.s, tmp_path) != before[0] and key_of(after.other, tmp_path) != before[1]
+
+
+def test_an_installed_packages_object_counts_by_the_packages_version(
+    modules: Modules, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    np = pytest.importorskip("numpy", reason="numpy is in the test extras; the case needs an installed package")
+    files = {
+        "PFX_stages": """
+        import chkpt
+        from numpy import exp, array
+
+        @chkpt.Stage.wrap()
+        def ufunc():
+            return float(exp(0))
+
+        @chkpt.Stage.wrap()
+        def builtin():
+            return array([1]).tolist()
+
+        @chkpt.Stage.wrap()
+        def imported_inside():
+            import numpy as np
+
+            return int(np.int64(1))
+        """,
+    }
+    stages = ("ufunc", "builtin", "imported_inside")
+    loaded = modules.load(files)
+    before = {name: key_of(getattr(loaded, name), tmp_path) for name in stages}
+    monkeypatch.setattr(chkpt_modules, "_versions", {})
+    monkeypatch.setattr(np, "__version__", "99.0.0")  # as an upgrade would
+    loaded = modules.load(files)
+    after = {name: key_of(getattr(loaded, name), tmp_path) for name in stages}
+    assert all(after[name] != before[name] for name in stages), (before, after)
+
+
+CELLS = {
+    "class attribute": (
+        [
+            "import chkpt\n\nclass Settings:\n    SCALE = VALUE\n\n"
+            "@chkpt.Stage.wrap()\ndef s():\n    return Settings.SCALE * 10\n"
+        ],
+        ("2", "3"),
+    ),
+    "a list from an earlier cell": (
+        ["COLUMNS = VALUE\n", "import chkpt\n\n@chkpt.Stage.wrap()\ndef s():\n    return list(COLUMNS)\n"],
+        ("['a']", "['a', 'b']"),
+    ),
+}
+
+
+@pytest.mark.parametrize("case", CELLS, ids=list(CELLS))
+def test_an_edit_in_a_notebook_cell_changes_the_key(tmp_path: Path, case: str) -> None:
+    """A notebook kernel runs each cell under a name that linecache holds, in a module without a file."""
+    import linecache
+
+    cells, values = CELLS[case]
+    keys = []
+    for run, value in enumerate(values):
+        module = ModuleType(f"kt{uuid.uuid4().hex[:10]}_notebook")
+        sys.modules[module.__name__] = module
+        try:
+            for number, cell in enumerate(cells):
+                text = cell.replace("VALUE", value)
+                name = f"<ipython-input-{uuid.uuid4().hex[:8]}-{run}{number}>"
+                linecache.cache[name] = (len(text), None, text.splitlines(True), name)
+                exec(compile(text, name, "exec"), vars(module))
+            keys.append(key_of(vars(module)["s"], tmp_path))
+            assert key_of(vars(module)["s"], tmp_path) == keys[-1]
+        finally:
+            del sys.modules[module.__name__]
+    assert keys[0] != keys[1]
+
+
+def test_a_stage_in_a_packages_main_has_the_same_key_run_with_m_and_as_a_file(tmp_path: Path) -> None:
+    write(tmp_path / "kmain" / "__init__.py", "")
+    write(tmp_path / "kmain" / "__main__.py", IDENTITY.replace("BODY", "x + 1"))
+    directory = str(tmp_path / "checkpoints")
+    ways = [["-m", "kmain"], ["kmain/__main__.py"], ["-c", "import kmain.__main__ as m; m.main()"]]
+    keys = [python(way, tmp_path, KEYS_TEST_DIR=directory).strip().splitlines()[-1] for way in ways]
+    assert len(keys[0]) == 32 and len(set(keys)) == 1, keys
+
+
+def test_a_stage_whose_code_has_no_source_has_the_same_key_in_every_process(tmp_path: Path) -> None:
+    # exec'd code has no source file, so its code object stands for it; a set literal in it compiles to a
+    # frozenset, whose order changes with the hash seed
+    code = (
+        "import chkpt\n"
+        "namespace = {'chkpt': chkpt}\n"
+        'exec(\'def keep(w):\\n    return w in {"alpha", "beta", "gamma", "delta"}\', namespace)\n'
+        "stage = chkpt.Stage(namespace['keep'], name='keep')\n"
+        "run = (stage << 'alpha').run(chkpt.Config(store=False, load=False, verbose=False))\n"
+        "print(run.records[-1].key)\n"
+    )
+    keys = {python(["-c", code], tmp_path, PYTHONHASHSEED=seed).strip() for seed in ("0", "1", "2", "12345")}
+    assert len(keys) == 1, keys
+
+
 DOTTED = {
     "PFX_pkg/__init__": "",
     "PFX_pkg/helpers": """
@@ -1201,6 +1712,13 @@ def test_canonical_int_float_and_bool_differ(n: int) -> None:
     assert len(digests) == 2 + (abs(n) < 2**53) + (n in (0, 1))
 
 
+def test_canonical_ints_too_long_for_str_have_digests_of_their_own() -> None:
+    # str() refuses ints of over 4,300 digits; a key must not
+    big = 10**5000
+    assert canonical.digest(big) == canonical.digest(10**5000)
+    assert len({canonical.digest(big), canonical.digest(big + 1), canonical.digest(-big), canonical.digest(0)}) == 4
+
+
 @given(st.lists(values, max_size=4))
 def test_canonical_list_and_tuple_differ(items: list[Any]) -> None:
     assert canonical.digest(items) != canonical.digest(tuple(items))
@@ -1286,6 +1804,9 @@ class FrozenPoint:
 def test_canonical_supports_enums_paths_dates_decimals_and_dataclasses() -> None:
     d = canonical.digest
     assert d(Color.RED) == d(Color.RED)
+    # a member by its name and its value: an edit of `RED = 1` changes what a bound RED means
+    Edited = enum.Enum("Color", {"RED": 7, "GREEN": 2}, module=__name__, qualname="Color")  # type: ignore[misc]
+    assert d(Edited.RED) != d(Color.RED) and d(Edited.GREEN) == d(Color.GREEN)
     assert len({d(Color.RED), d(Color.GREEN), d(Shade.RED), d("RED"), d(1), d(Level.LOW)}) == 6
 
     assert d(pathlib.PurePosixPath("a/b")) == d(pathlib.PurePosixPath("a") / "b")

@@ -54,7 +54,8 @@ def _scalar(value: Any) -> bytes | None:
     if kind is bool:
         return b"T" if value else b"F"
     if kind is int:
-        return _tagged(b"i", str(value))
+        # str() refuses ints of over 4,300 digits (sys.set_int_max_str_digits); hex has no limit
+        return _tagged(b"i", str(value)) if value.bit_length() < 14_000 else _tagged(b"I", format(value, "x"))
     if kind is float:
         return _tagged(b"f", value.hex())
     if kind is str:
@@ -143,7 +144,7 @@ def _load_special_encoders() -> list[tuple[type, Callable[[Any], Any]]]:
     import pathlib
 
     return [
-        (enum.Enum, lambda v: v.name),
+        (enum.Enum, _enum_member),
         (pathlib.PurePath, lambda v: v.as_posix()),
         (datetime.datetime, lambda v: v.isoformat()),
         (datetime.date, lambda v: v.isoformat()),
@@ -160,3 +161,9 @@ def _load_special_encoders() -> list[tuple[type, Callable[[Any], Any]]]:
         (int, int),
         (float, float),
     ]
+
+
+def _enum_member(member: Any) -> Any:
+    """An enum member by its name and, where it has one, its value's canonical form: editing `FAST = 1` to
+    `FAST = 7` changes what the member means."""
+    return (member.name, member.value) if is_simple(member.value) else member.name

@@ -5,8 +5,10 @@ bound parameters and default argument values, its format, and the keys of its in
 canonical digest). Data is never hashed, so planning costs the same for a 1 GB array as for a number.
 
 The code fingerprint is the function's own source (source.py), together with the fingerprints of the user's own
-functions and classes that it refers to (recursively), the values of the plain data it reads from module globals
-and closures, and the version of each installed package it uses (modules.py). What a name refers to is looked up
+functions and classes that it reaches (recursively: through names, attributes, closures, defaults, the imports in
+its body, classes' bases and members, and the statements that build the module-level objects it reads), the
+values of the plain data it reads from module globals and closures, and the version of each installed package it
+uses (modules.py). What a name refers to is looked up
 again at every plan, so a constant or helper redefined in a notebook cell changes the key.
 """
 
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import sys
 import types
 
 from . import canonical
 from .errors import ChkptError, PipelineError
 from .modules import module_identity, module_origin, package_version
-from .source import assignment_source, class_source, own_digest
+from .source import assignment_source, class_source, imported_from, imports_in, own_digest
 from .stage import Stage
 
 TYPE_CHECKING = False
@@ -133,36 +136,74 @@ def _watched(stage: Stage[..., Any]) -> bytes:
 def _fingerprint(root: Callable[..., Any], parts: _Parts | None = None) -> bytes:
     """The code fingerprint of `root`; with `parts`, also what each piece of it contributed, by label (see
     `anatomy`)."""
-    h = hashlib.sha256()
-    pending: list[Any] = [root]
-    if isinstance(root, functools.partial):
-        # A partial is its function plus the arguments it fixes.
-        h.update(b"partial:" + canonical.digest((root.args, root.keywords)))
-        pending = [root.func]
-    elif isinstance(root, types.MethodType):
-        h.update(b"self:" + _state_digest(root.__self__))
-    elif not isinstance(root, (types.FunctionType, type)):
-        # A callable object: its class's code, and its attributes, which its __call__ may read.
-        h.update(b"self:" + _state_digest(root))
-        pending = [type(root)]
-    done: set[int] = set()
-    while pending:
-        obj = pending.pop()
-        if id(obj) in done:
-            continue
-        done.add(id(obj))
-        if isinstance(obj, type):
-            source = class_source(obj)
-            h.update(b"class:" + (source or _qualified_name(obj)).encode("utf-8", "surrogatepass"))
-            if parts is not None:
-                parts.add(f"class {_qualified_name(obj)}", source or "")
-            pending.extend(v for v in vars(obj).values() if isinstance(v, types.FunctionType))
-            continue
-        func = _as_function(obj)
-        if func is None:
-            # A callable object (a partial, an instance with __call__): its type's code stands for it.
-            h.update(b"callable:" + _reference(type(obj), pending))
-            continue
+    return _Walk(parts).fingerprint(root)
+
+
+class _Walk:
+    """One walk from a stage's function through the user's code it reaches: the functions it calls, the classes
+    it uses (their methods, bases and members), what its module-level objects are made from, its closures and
+    defaults. Each function and class is visited once, so mutual recursion ends."""
+
+    def __init__(self, parts: _Parts | None) -> None:
+        self.h = hashlib.sha256()
+        self.parts = parts
+        self.pending: list[Any] = []
+        self.done: set[int] = set()
+        self.assigned: set[tuple[str, str]] = set()
+        self.objects: set[int] = set()
+
+    def fingerprint(self, root: Callable[..., Any]) -> bytes:
+        h = self.h
+        pending = self.pending
+        pending.append(root)
+        if isinstance(root, functools.partial):
+            # A partial is its function plus the arguments it fixes.
+            h.update(b"partial:" + canonical.digest((root.args, root.keywords)))
+            pending[:] = [root.func]
+        elif isinstance(root, types.MethodType):
+            h.update(b"self:" + _state_digest(root.__self__))
+            owner = root.__self__ if isinstance(root.__self__, type) else type(root.__self__)
+            h.update(b"owner:" + self.reference(owner))
+        elif not isinstance(root, (types.FunctionType, type)):
+            # A callable object: its class's code, and its attributes, which its __call__ may read.
+            h.update(b"self:" + _state_digest(root))
+            pending[:] = [type(root)]
+        while pending:
+            obj = pending.pop()
+            if id(obj) in self.done:
+                continue
+            self.done.add(id(obj))
+            if isinstance(obj, type):
+                self.visit_class(obj)
+                continue
+            func = _as_function(obj)
+            if func is None:
+                # A callable object (a partial, an instance with __call__): its type's code stands for it.
+                h.update(b"callable:" + self.reference(type(obj)))
+                continue
+            self.visit_function(func)
+        return h.digest()
+
+    def visit_class(self, cls: type) -> None:
+        source = class_source(cls)
+        self.h.update(b"class:" + (source or _qualified_name(cls)).encode("utf-8", "surrogatepass"))
+        if self.parts is not None:
+            self.parts.add(f"class {_qualified_name(cls)}", source or "")
+        for base in cls.__mro__[1:]:
+            if module_origin(base.__module__) == "user":
+                self.pending.append(base)
+        for member in vars(cls).values():
+            if isinstance(member, (staticmethod, classmethod)):
+                member = member.__func__
+            if isinstance(member, property):
+                self.pending.extend(f for f in (member.fget, member.fset, member.fdel) if f is not None)
+            elif isinstance(member, types.FunctionType) or (
+                isinstance(member, type) and module_origin(member.__module__) == "user"
+            ):
+                self.pending.append(member)
+
+    def visit_function(self, func: types.FunctionType) -> None:
+        h, parts = self.h, self.parts
         code = func.__code__
         h.update(b"function:" + own_digest(code, func.__globals__))
         h.update(_defaults_digest(func))
@@ -170,30 +211,153 @@ def _fingerprint(root: Callable[..., Any], parts: _Parts | None = None) -> bytes
             parts.add(f"function {_qualified_name(func)}", own_digest(code, func.__globals__) + _defaults_digest(func))
         wrapped = getattr(func, "__wrapped__", None)
         if wrapped is not None:
-            pending.append(wrapped)
+            self.pending.append(wrapped)
+        names = _global_names(code)
+        defaults = [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
+        for value in defaults:
+            if not canonical.is_simple(value):
+                h.update(b"default:" + self.reference(value, names))
         for cell in func.__closure__ or ():
             try:
                 value = cell.cell_contents
             except ValueError:
                 continue
-            reference = _reference(value, pending)
+            reference = self.reference(value, names)
             h.update(b"closure:" + reference)
             if parts is not None:
                 parts.add(f"{_kind(reference)} {_qualified_name(func)}:closure", reference)
-        names = _global_names(code)
         for name in names:
             if name in func.__globals__:
                 value = func.__globals__[name]
-                reference = _reference(value, pending, names)
+                reference = self.reference(value, names)
                 h.update(b"global:" + name.encode() + b"=" + reference)
-                statement = ""
+                statement = b""
                 if _is_object(value):
-                    statement = assignment_source(code.co_filename, func.__globals__, name) or ""
-                    h.update(b"assigned:" + statement.encode("utf-8", "surrogatepass"))
+                    statement = self.assignment(func.__globals__, code.co_filename, name)
+                    h.update(b"assigned:" + statement)
                 if parts is not None:
                     module = module_identity(func.__globals__.get("__name__") or "?")
-                    parts.add(f"{_kind(reference)} {module}.{name}", reference + statement.encode("utf-8", "replace"))
-    return h.digest()
+                    parts.add(f"{_kind(reference)} {module}.{name}", reference + statement)
+        for imported in imports_in(code, func.__globals__):
+            reference = self.imported(imported, names)
+            h.update(b"imports:" + reference)
+            if parts is not None:
+                parts.add(f"{_kind(reference)} {_qualified_name(func)}:import {imported}", reference)
+
+    def imported(self, name: str, names: tuple[str, ...]) -> bytes:
+        """A module a function imports in its body, followed as a module it reads as a global. An installed
+        package is not imported for this (its version stands for it); one of the user's modules is, if it is
+        not yet, as the stage would when it runs: its code can only be fingerprinted once imported."""
+        module = sys.modules.get(name)
+        if module is None:
+            if module_origin(name) != "user":
+                return b"module:" + package_version(name)
+            import importlib
+
+            try:
+                module = importlib.import_module(name)
+            except Exception:  # the stage will raise it if it runs; a plan that loads its checkpoint need not
+                return b"unimportable:" + name.encode()
+        return self.module_reference(module, names)
+
+    def reference(self, value: Any, names: tuple[str, ...] = ()) -> bytes:
+        """What a name a function reads contributes to its fingerprint; user functions and classes are queued."""
+        if isinstance(value, Stage):
+            if value.version is not None:
+                return b"stage-version:" + canonical.digest(value.version)
+            value = value.func
+        if canonical.is_simple(value):
+            return b"value:" + canonical.digest(value)
+        if isinstance(value, types.ModuleType):
+            return self.module_reference(value, names)
+        if isinstance(value, (types.FunctionType, types.MethodType, type)):
+            module = getattr(value, "__module__", None) or ""
+            if module_origin(module) == "user":
+                self.pending.append(value)
+                return b"user:" + _qualified_name(value).encode()
+            return b"package:" + _qualified_name(value).encode() + b"@" + package_version(module)
+        return self.object_reference(value)
+
+    def object_reference(self, value: Any) -> bytes:
+        """An object's type; the code an object of the user's class runs (its class, the functions it holds)
+        and a wrapper's function (a partial's, an lru_cache's) are followed; a package's object counts by the
+        package's version."""
+        kind = type(value)
+        found = b"object:" + _qualified_name(kind).encode()
+        if id(value) in self.objects:  # an object that wraps itself, or objects that wrap each other
+            return found
+        self.objects.add(id(value))
+        wrapped = getattr(value, "func", None) if isinstance(value, functools.partial) else None
+        wrapped = wrapped or getattr(value, "__wrapped__", None)
+        if wrapped is not None and callable(wrapped) and not isinstance(wrapped, types.ModuleType):
+            found += b";wraps:" + self.reference(wrapped)
+        module = getattr(value, "__module__", None)
+        module = module if isinstance(module, str) else kind.__module__
+        origin = module_origin(module)
+        if origin == "package":
+            found += b"@" + package_version(module)
+        elif module_origin(kind.__module__) == "user":
+            self.pending.append(kind)
+            held = getattr(value, "__dict__", None)
+            if isinstance(held, dict):
+                self.pending.extend(v for v in held.values() if isinstance(v, types.FunctionType))
+        return found
+
+    def module_reference(self, module: types.ModuleType, names: tuple[str, ...]) -> bytes:
+        """`helpers.clean(x)` reads `helpers` as a global and `clean` as an attribute, `pkg.helpers.clean(x)`
+        reads `pkg`, `helpers` and `clean`: follow the attributes the code names through the user's modules."""
+        parts = []
+        queue = [module]
+        seen: set[int] = set()
+        while queue:
+            current = queue.pop()
+            if id(current) in seen:
+                continue
+            seen.add(id(current))
+            if module_origin(current.__name__) != "user":
+                parts.append(b"module:" + package_version(current.__name__))
+                continue
+            parts.append(b"user-module:" + module_identity(current.__name__).encode())
+            namespace = vars(current)
+            for name in names:
+                if name not in namespace:
+                    continue
+                attr = namespace[name]
+                if isinstance(attr, types.ModuleType):
+                    queue.append(attr)
+                    continue
+                parts.append(name.encode() + b"=" + self.reference(attr))
+                filename = getattr(current, "__file__", None)
+                if _is_object(attr) and filename:
+                    parts.append(b"assigned:" + self.assignment(namespace, filename, name))
+        return b";".join(parts)
+
+    def assignment(self, namespace: dict[str, Any], filename: str, name: str) -> bytes:
+        """The module-level statements that assign an object the code reads, and what they read in turn (the
+        helper that builds it, the class it instantiates, another object); a name imported from another of the
+        user's modules, the statements there."""
+        if (filename, name) in self.assigned:
+            return b"seen"
+        self.assigned.add((filename, name))
+        found = assignment_source(filename, namespace, name)
+        if found is None:
+            origin = imported_from(filename, namespace, name)
+            module = sys.modules.get(origin[0]) if origin is not None else None
+            source_file = getattr(module, "__file__", None)
+            if origin is None or module is None or not source_file or module_origin(origin[0]) != "user":
+                return b""
+            return f"from {module_identity(origin[0])}:".encode() + self.assignment(
+                vars(module), source_file, origin[1]
+            )
+        text, reads = found
+        pieces = [text.encode("utf-8", "surrogatepass")]
+        for read in reads:
+            if read != name and read in namespace:
+                value = namespace[read]
+                pieces.append(read.encode() + b"=" + self.reference(value, reads))
+                if _is_object(value):
+                    pieces.append(self.assignment(namespace, filename, read))
+        return b"\n".join(pieces)
 
 
 class _Parts:
@@ -246,56 +410,10 @@ def _as_function(obj: Any) -> types.FunctionType | None:
     return None
 
 
-def _reference(value: Any, pending: list[Any], names: tuple[str, ...] = ()) -> bytes:
-    """What a name a function reads contributes to its fingerprint; user functions and classes are queued."""
-    if isinstance(value, Stage):
-        if value.version is not None:
-            return b"stage-version:" + canonical.digest(value.version)
-        value = value.func
-    if canonical.is_simple(value):
-        return b"value:" + canonical.digest(value)
-    if isinstance(value, types.ModuleType):
-        return _module_reference(value, pending, names)
-    if isinstance(value, (types.FunctionType, types.MethodType, type)):
-        module = getattr(value, "__module__", None) or ""
-        if module_origin(module) == "user":
-            pending.append(value)
-            return b"user:" + _qualified_name(value).encode()
-        return b"package:" + _qualified_name(value).encode() + b"@" + package_version(module)
-    return b"object:" + _qualified_name(type(value)).encode()
-
-
 def _is_object(value: Any) -> bool:
     """Whether `value` is neither code (a function, class, module, stage) nor a simple immutable constant."""
     code_kinds = (types.FunctionType, types.MethodType, types.BuiltinFunctionType, type, types.ModuleType, Stage)
     return not isinstance(value, code_kinds) and not canonical.is_simple(value)
-
-
-def _module_reference(module: types.ModuleType, pending: list[Any], names: tuple[str, ...]) -> bytes:
-    """`helpers.clean(x)` reads `helpers` as a global and `clean` as an attribute, `pkg.helpers.clean(x)` reads
-    `pkg`, `helpers` and `clean`: follow the attributes the code names through the user's modules."""
-    parts = []
-    queue = [module]
-    seen: set[int] = set()
-    while queue:
-        current = queue.pop()
-        if id(current) in seen:
-            continue
-        seen.add(id(current))
-        if module_origin(current.__name__) != "user":
-            parts.append(b"module:" + package_version(current.__name__))
-            continue
-        parts.append(b"user-module:" + module_identity(current.__name__).encode())
-        namespace = vars(current)
-        for name in names:
-            if name not in namespace:
-                continue
-            attr = namespace[name]
-            if isinstance(attr, types.ModuleType):
-                queue.append(attr)
-            else:
-                parts.append(name.encode() + b"=" + _reference(attr, pending))
-    return b";".join(parts)
 
 
 def _qualified_name(obj: Any) -> str:
@@ -304,7 +422,11 @@ def _qualified_name(obj: Any) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
+    """A value as a record shows it, cut to 60 characters."""
+    try:
+        text = repr(value)
+    except ValueError:  # an int too long for str(); see sys.set_int_max_str_digits
+        text = f"<{type(value).__name__} too long to show>"
     return text if len(text) <= 60 else text[:57] + "..."
 
 

@@ -36,11 +36,28 @@ def module_origin(module_name: str) -> str:
     elif top in sys.builtin_module_names or top in getattr(sys, "stdlib_module_names", ()):
         origin = "stdlib"
     else:
-        # A module made at run time (exec, a notebook's helper) or no longer imported: treat it as the
-        # user's, so that its code is fingerprinted rather than trusted.
-        origin = "user"
+        # Not imported (yet): where an import would find it. Not found, it is a module made at run time (exec,
+        # a notebook's helper) or no longer importable: treat it as the user's, so that its code is
+        # fingerprinted rather than trusted.
+        located = _location(top)
+        origin = _origin_of_path(located) if located else "user"
     _origins[module_name] = origin
     return origin
+
+
+def _location(top: str) -> str | None:
+    """The file an import of top-level module `top` would load, found without importing it."""
+    module = sys.modules.get(top)
+    if module is not None:
+        found = getattr(module, "__file__", None)
+        return found if isinstance(found, str) else None
+    import importlib.util
+
+    try:
+        spec = importlib.util.find_spec(top)
+    except (ImportError, ValueError):
+        return None
+    return spec.origin if spec is not None and spec.has_location and spec.origin else None
 
 
 def _origin_of_path(filename: str) -> str:
@@ -118,7 +135,7 @@ def module_identity(module_name: str) -> str:
     spec = getattr(main, "__spec__", None)
     if spec is not None and spec.name:
         name: str = spec.name
-        return name.removesuffix(".__main__")
+        return name  # `python -m pkg` runs pkg/__main__.py, which an import names pkg.__main__
     filename = getattr(main, "__file__", None)
     return module_name_for_file(filename) if filename else "__main__"
 

@@ -37,6 +37,56 @@ def own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
     return digest
 
 
+_imports: dict[int, tuple[types.CodeType, tuple[str, ...]]] = {}
+
+
+def imports_in(code: types.CodeType, module_globals: dict[str, Any]) -> tuple[str, ...]:
+    """The absolute names of the modules a function imports in its own body (and in the functions nested in
+    it), as `import numpy as np` or `from . import helpers` inside a `def`; none where its source is unknown."""
+    cached = _imports.get(id(code))
+    if cached is not None and cached[0] is code:
+        return cached[1]
+    module = _module_source(code.co_filename, module_globals) if _may_import(code) else None
+    node = module.function_node(code) if module is not None else None
+    names: dict[str, None] = {}
+    for inner in ast.walk(node) if node is not None else ():
+        if isinstance(inner, ast.Import):
+            names.update(dict.fromkeys(alias.name for alias in inner.names))
+        elif isinstance(inner, ast.ImportFrom):
+            names[_absolute(inner.module or "", inner.level, module_globals)] = None
+    found = tuple(name for name in names if name)
+    _imports[id(code)] = (code, found)
+    return found
+
+
+_IMPORT_NAME: list[bytes] = []
+
+
+def _may_import(code: types.CodeType) -> bool:
+    """Whether the bytecode of `code` or of the code nested in it holds the IMPORT_NAME instruction's byte (or
+    that byte as an argument, which only costs a walk of its source): most functions import nothing."""
+    if not _IMPORT_NAME:
+        import opcode
+
+        _IMPORT_NAME.append(bytes([opcode.opmap["IMPORT_NAME"]]))
+    pending = [code]
+    while pending:
+        current = pending.pop()
+        if _IMPORT_NAME[0] in current.co_code:
+            return True
+        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
+    return False
+
+
+def _absolute(module: str, level: int, module_globals: dict[str, Any]) -> str:
+    """The absolute name of a module an import names relative to the importing module's package."""
+    if not level:
+        return module
+    package = (module_globals.get("__package__") or "").split(".")
+    base = package[: len(package) - level + 1] if level <= len(package) else []
+    return ".".join([*base, module] if module else base)
+
+
 class _ModuleSource:
     """One version of a source file: its function and class definitions, indexed by where they start, and the
     module-level statements that assign each name.
@@ -51,22 +101,26 @@ class _ModuleSource:
         self.definitions: dict[tuple[int, str], list[Any]] = {}
         self.classes: dict[str, list[Any]] = {}
         self.assignments: dict[str, list[Any]] = {}
-        for statement in tree.body:
+        self.imports: dict[str, tuple[str, int, str]] = {}
+        for statement in _module_level(tree.body):
             if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
                 for target in targets:
                     for node in ast.walk(target):
                         if isinstance(node, ast.Name):
                             self.assignments.setdefault(node.id, []).append(statement)
+            elif isinstance(statement, ast.ImportFrom):
+                for alias in statement.names:
+                    self.imports[alias.asname or alias.name] = (statement.module or "", statement.level, alias.name)
         # Functions and classes are statements, so only statements are visited here; lambdas, which may sit in
         # any expression, need a walk of the whole tree, which is done only if a lambda's source is asked for.
-        for node in _statements(tree.body):
+        for node, qualname in _statements(tree.body):
+            if isinstance(node, ast.ClassDef):
+                self.classes.setdefault(qualname, []).append(node)
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
                 _strip_docstring(node)
                 first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                 self.definitions.setdefault((first, node.name), []).append(node)
-                if isinstance(node, ast.ClassDef):
-                    self.classes.setdefault(node.name, []).append(node)
         self.compiled: dict[tuple[int, str], list[bytes]] | None = None
         if compiled is not None:
             self.compiled = {}
@@ -78,6 +132,10 @@ class _ModuleSource:
                 pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
 
     def function_source(self, code: types.CodeType) -> str | None:
+        node = self.function_node(code)
+        return _unparse_without_decorators(node) if node is not None else None
+
+    def function_node(self, code: types.CodeType) -> Any:
         if code.co_name == "<lambda>" and not self.lambdas_indexed:
             self.lambdas_indexed = True
             for node in ast.walk(self.tree):
@@ -91,23 +149,54 @@ class _ModuleSource:
             return None
         if self.compiled is not None and _code_signature(code) not in self.compiled.get(where, []):
             return None
-        return _unparse_without_decorators(candidates[0])
+        return candidates[0]
 
-    def class_source(self, name: str) -> str | None:
-        candidates = self.classes.get(name, [])
-        return _unparse_without_decorators(candidates[0]) if len(candidates) == 1 else None
+    def class_source(self, qualname: str) -> str | None:
+        """The source of the class with this qualified name; of every one, if the module defines it more than
+        once (under an `if`, say), since which of them runs cannot be told from the source."""
+        candidates = self.classes.get(qualname, [])
+        return "\n".join(_unparse_without_decorators(node) for node in candidates) if candidates else None
 
 
-def assignment_source(filename: str, module_globals: dict[str, Any], name: str) -> str | None:
-    """The module-level statements that assign `name` in a module file, normalized; None if there are none.
+def assignment_source(filename: str, module_globals: dict[str, Any], name: str) -> tuple[str, tuple[str, ...]] | None:
+    """The module-level statements that assign `name` in a module file (also those under a module-level `if`,
+    `try`, `with` or loop), normalized, and the names and attributes they read; None if there are none.
 
     A mutable module global (a list, a dict, an object) is keyed by the code that defines it rather than by its
     value, which the program may change as it runs: editing `COLUMNS = ["a"]` in the file changes the key of a
-    stage that reads COLUMNS, and appending to a module-level cache does not.
+    stage that reads COLUMNS, and appending to a module-level cache does not. What the statements read (a helper
+    that builds the value, a class it instantiates, another list) is followed by the caller.
     """
     source = _module_source(filename, module_globals)
     statements = source.assignments.get(name) if source is not None else None
-    return "\n".join(ast.unparse(statement) for statement in statements) if statements else None
+    if not statements and "__file__" not in module_globals:
+        # A notebook or the REPL: the name may be assigned in another cell; the last one run that assigns it
+        # made the value that is there now.
+        for cell in reversed(_cells()):
+            source = _module_source(cell, module_globals)
+            statements = source.assignments.get(name) if source is not None else None
+            if statements:
+                break
+    if not statements:
+        return None
+    names: dict[str, None] = {}
+    for statement in statements:
+        for node in ast.walk(statement.value if statement.value is not None else statement):
+            if isinstance(node, ast.Name):
+                names[node.id] = None
+            elif isinstance(node, ast.Attribute):
+                names[node.attr] = None
+    return "\n".join(ast.unparse(statement) for statement in statements), tuple(names)
+
+
+def imported_from(filename: str, module_globals: dict[str, Any], name: str) -> tuple[str, str] | None:
+    """For a name a module-level `from MODULE import NAME [as name]` binds: the module's absolute name and NAME."""
+    source = _module_source(filename, module_globals)
+    found = source.imports.get(name) if source is not None else None
+    if found is None:
+        return None
+    module, level, attribute = found
+    return _absolute(module, level, module_globals), attribute
 
 
 _sources: dict[str, tuple[tuple[int, int] | None, _ModuleSource | None]] = {}
@@ -173,16 +262,39 @@ def _process_start() -> float:
     return _started[0]
 
 
-def _statements(body: list[Any]) -> Iterator[Any]:
-    """Every statement in `body` and in the statements nested in it (bodies of defs, loops, ifs, trys, ...)."""
-    pending = list(body)
+_BODIES = ("body", "orelse", "finalbody", "handlers", "cases")
+
+
+def _statements(body: list[Any]) -> Iterator[tuple[Any, str]]:
+    """Every statement in `body` and in the statements nested in it (bodies of defs, loops, ifs, trys, ...),
+    each with the qualified name a class defined by it gets (`Outer.Inner`, `f.<locals>.C`)."""
+    pending: list[tuple[Any, str]] = [(node, "") for node in body]
+    while pending:
+        node, prefix = pending.pop()
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            qualname = prefix + node.name
+            inner = qualname + (".<locals>." if not isinstance(node, ast.ClassDef) else ".")
+        else:
+            qualname = inner = prefix
+        yield node, qualname
+        for field in _BODIES:
+            children = getattr(node, field, None)
+            if isinstance(children, list):
+                pending.extend((child, inner) for child in children)
+
+
+def _module_level(body: list[Any]) -> Iterator[Any]:
+    """The statements that run at module level: those in `body` and those nested in its ifs, trys, withs and
+    loops, but not in its functions and classes."""
+    pending = body[::-1]  # in the file's order, so that the statements of a name read as the file does
     while pending:
         node = pending.pop()
         yield node
-        for field in ("body", "orelse", "finalbody", "handlers", "cases"):
-            children = getattr(node, field, None)
-            if isinstance(children, list):
-                pending.extend(children)
+        if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for field in reversed(_BODIES):
+                children = getattr(node, field, None)
+                if isinstance(children, list):
+                    pending.extend(children[::-1])
 
 
 def _strip_docstring(node: Any) -> None:
@@ -211,11 +323,31 @@ def _unparse_without_decorators(node: Any) -> str:
 
 
 def class_source(cls: type) -> str | None:
-    """A class's normalized source, or None where it cannot be found with certainty."""
+    """A class's normalized source, found by its qualified name in its module's file (in a notebook or the REPL,
+    the cell that defines its methods); None where it cannot be found."""
     module = sys.modules.get(cls.__module__)
+    namespace = vars(module) if module is not None else {}
     filename = getattr(module, "__file__", None)
-    source = _module_source(filename, vars(module)) if filename else None
-    return source.class_source(cls.__name__) if source is not None else None
+    if not filename:
+        codes = (getattr(v, "__code__", None) for v in vars(cls).values())
+        filename = next((code.co_filename for code in codes if isinstance(code, types.CodeType)), None)
+    source = _module_source(filename, namespace) if filename else None
+    found = source.class_source(cls.__qualname__) if source is not None else None
+    if found is None and module is not None and not getattr(module, "__file__", None):
+        for cell in reversed(_cells()):
+            source = _module_source(cell, namespace)
+            found = source.class_source(cls.__qualname__) if source is not None else None
+            if found is not None:
+                break
+    return found
+
+
+def _cells() -> list[str]:
+    """The names under which a notebook or the REPL keeps the code it ran (linecache entries that are no file:
+    IPython's cells), in the order they ran."""
+    import linecache
+
+    return [name for name, entry in list(linecache.cache.items()) if len(entry) == 4 and entry[1] is None]
 
 
 def _code_object_digest(code: types.CodeType) -> bytes:
@@ -228,6 +360,9 @@ def _code_object_digest(code: types.CodeType) -> bytes:
         for const in current.co_consts:
             if isinstance(const, types.CodeType):
                 pending.append(const)
+            elif isinstance(const, frozenset):
+                # `x in {"a", "b"}` compiles to a frozenset, whose repr's order changes with PYTHONHASHSEED
+                h.update(repr(sorted(repr(item) for item in const)).encode())
             else:
                 h.update(repr(const).encode())
     return h.digest()
