@@ -2,9 +2,10 @@
 nothing its results depend on (a refactor, a log line, a comment the fingerprint still sees), so its checkpoints
 are valid under its new key, and so are those downstream that only its key made new.
 
-For each step of the stage whose key has no checkpoint, the newest checkpoint of that stage that was made from
-the same inputs (same input keys) is loaded, verified, and stored again under the new key, its record saying
-`accepted_from` the old key. Then, in run order, each step downstream that has no checkpoint takes the newest one
+For each step of the stage whose key has no checkpoint, the newest checkpoint of that stage that was made by
+the same function of the same module from the same inputs (same input keys), with the same parameters, version,
+format and watched file, so that only code differs, is loaded, verified, and stored again under the new key, its
+record saying `accepted_from` the old key. Then, in run order, each step downstream that has no checkpoint takes the newest one
 of its stage whose record matches it in everything (code, helpers, constants, parameters, version, format) but
 input keys that were just accepted: stored again likewise, so that acceptance runs down the pipeline as far as
 nothing else changed. Nothing is computed. A stage whose inputs changed too cannot be accepted (its old results
@@ -16,8 +17,9 @@ from __future__ import annotations
 from . import codecs
 from .compute import input_keys, record_fields
 from .config import Config
-from .errors import ChkptError, ConfigError
+from .errors import ChkptError, ConfigError, StoreError
 from .plan import make_plan
+from .store import Damaged
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -70,15 +72,12 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     renamed: dict[str, str] = {}  # old key -> new key, of what was accepted
     done: list[Accepted] = []
     edited = [step for step in steps if step.stage.name == name and not store.exists(name, step.key, step.format)]
-    for step in edited:
-        old = _newest(catalog, step, lambda why, inputs, step=step: inputs == input_keys(step, steps))
-        if old is None:
-            raise ChkptError(
-                f"accept({name!r}): no checkpoint of stage '{name}' was made from its current inputs, so there is "
-                "nothing to accept (its inputs changed too: `chkpt explain` says which; accept that edit first)"
-            )
-        done.append(_store_again(store, step, steps, old))
-        renamed[old[0]] = step.key
+    # every step of the stage has its old checkpoint before any is stored, so a refusal stores nothing
+    chosen = [(step, _edited_from(catalog, step, steps, config)) for step in edited]
+    for step, candidates in chosen:
+        old = _store_again(store, step, steps, candidates)
+        done.append(old)
+        renamed[old.old] = step.key
     if not done:
         return done
     for step in steps:
@@ -96,31 +95,88 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
                 and inputs != current
             )
 
-        old = _newest(catalog, step, matches)
-        if old is not None:
-            done.append(_store_again(store, step, steps, old))
-            renamed[old[0]] = step.key
+        candidates = _matching(catalog, step, matches)
+        if candidates:
+            try:
+                accepted = _store_again(store, step, steps, candidates)
+            except ChkptError:
+                continue  # its old checkpoints are damaged: this stage computes when the pipeline runs
+            done.append(accepted)
+            renamed[accepted.old] = step.key
     return done
 
 
-def _newest(catalog: Store, step: Step, wanted: Any) -> tuple[str, dict[str, Any]] | None:
-    """The key and record of the newest checkpoint of the step's stage for which `wanted(why, inputs)` holds."""
+_BUT_CODE = ("module", "function", "version", "format", "params", "watch")
+
+
+def _edited_from(catalog: Store, step: Step, steps: list[Step], config: Config) -> list[tuple[str, dict[str, Any]]]:
+    """The checkpoints, newest first, that an edit of the step's stage may take: made by the same function of
+    the same module from the same inputs, with the same parameters, version, format and watched file: all that
+    differs is code. A ChkptError saying what differs if there are none."""
     from .catalog import newest_records
 
-    for key, record in newest_records(catalog, step.stage.name):
-        if wanted(record.get("why"), record.get("inputs")):
-            return key, record
-    return None
-
-
-def _store_again(store: CheckpointStore, step: Step, steps: list[Step], old: tuple[str, dict[str, Any]]) -> Accepted:
-    """Load the old checkpoint (verified) and store its value under the step's key, holding that key's lock."""
-    old_key, record = old
     name = step.stage.name
+    inputs = input_keys(step, steps)
+    anatomy = step.anatomy or {}
+    records = list(newest_records(catalog, name))
+    same_inputs = [(key, record) for key, record in records if record.get("inputs") == inputs]
+    found = [
+        (key, record)
+        for key, record in same_inputs
+        if isinstance(record.get("why"), dict) and all(record["why"].get(p) == anatomy.get(p) for p in _BUT_CODE)
+    ]
+    if found:
+        return found
+    if not records:
+        raise ChkptError(
+            f"accept({name!r}): stage '{name}' has no checkpoint in {config.directory()}, so there is nothing to "
+            "accept (is that the store its runs used? Config(dir=...) or --dir names another)"
+        )
+    whys = [record.get("why") for _, record in same_inputs]  # the closest says what differs
+    if not same_inputs:
+        raise ChkptError(
+            f"accept({name!r}): no checkpoint of stage '{name}' was made from its current inputs, so there is "
+            "nothing to accept (its inputs changed too: `chkpt explain` says which; accept that edit first)"
+        )
+    differ = min(
+        ([p for p in _BUT_CODE if not isinstance(why, dict) or why.get(p) != anatomy.get(p)] for why in whys),
+        key=len,
+    )
+    raise ChkptError(
+        f"accept({name!r}): the checkpoints of stage '{name}' made from its current inputs differ in more than "
+        f"its code ({', '.join(differ) or 'what made them is not recorded'}); accept takes only code edits: run "
+        "the pipeline to recompute it"
+    )
+
+
+def _matching(catalog: Store, step: Step, wanted: Any) -> list[tuple[str, dict[str, Any]]]:
+    """The key and record of each checkpoint of the step's stage for which `wanted(why, inputs)` holds, newest
+    first."""
+    from .catalog import newest_records
+
+    return [(k, r) for k, r in newest_records(catalog, step.stage.name) if wanted(r.get("why"), r.get("inputs"))]
+
+
+def _store_again(
+    store: CheckpointStore, step: Step, steps: list[Step], candidates: list[tuple[str, dict[str, Any]]]
+) -> Accepted:
+    """Load the newest of the old checkpoints that is whole (verified) and store its value under the step's key,
+    holding that key's lock. A ChkptError naming the stage if every one is damaged."""
+    name = step.stage.name
+    problems = []
     with store.lock(name, step.key):
-        value, _, seconds = store.read(name, old_key, step.format)
-        codec_name = record.get("codec") if step.format == codecs.AUTO else step.format
-        codec = codecs.get(str(codec_name))
-        fields = {**record_fields(step, steps), "seconds": seconds or 0.0, "accepted_from": old_key}
-        store.write(name, step.key, step.format, codec, value, fields)
-    return Accepted(name, old_key, step.key)
+        for old_key, record in candidates:
+            try:
+                value, _, seconds = store.read(name, old_key, step.format)
+            except (OSError, Damaged, StoreError) as exc:
+                problems.append(f"{old_key[:12]}: {exc}")
+                continue
+            codec_name = record.get("codec") if step.format == codecs.AUTO else step.format
+            codec = codecs.get(str(codec_name))
+            fields = {**record_fields(step, steps), "seconds": seconds or 0.0, "accepted_from": old_key}
+            store.write(name, step.key, step.format, codec, value, fields)
+            return Accepted(name, old_key, step.key)
+    raise ChkptError(
+        f"accept({name!r}): the checkpoints of stage '{name}' it could take cannot be read ({'; '.join(problems)}): "
+        "run the pipeline to recompute it"
+    )
