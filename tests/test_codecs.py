@@ -232,6 +232,16 @@ def test_json_refuses_what_it_would_change_and_json_lossy_stores_it_as_json_does
     assert same(loaded, {"pair": [1, 2], "3": "three", "nested": [[4, [5]]]})
 
 
+@pytest.mark.parametrize("fmt", ["json", "json-lossy", "auto"])
+def test_a_value_that_contains_itself_is_refused_not_walked_for_ever(tmp_path: Path, fmt: str) -> None:
+    looped: list[Any] = [1]
+    looped.append(looped)
+    with pytest.raises(chkpt.SerializationError, match=r"[Cc]ircular") as info:
+        Source(looped, format=fmt).run(tmp_path / fmt)
+    assert "'value'" in str(info.value)
+    assert stage_files(tmp_path / fmt) == set()
+
+
 @pytest.mark.parametrize("text", ["", "plain", "naïve ünïcode ✓ 🐍", "lone \ud800 surrogate", "a\r\nb\x00c"])
 def test_text_round_trips(tmp_path: Path, text: str) -> None:
     _, loaded = round_trip(tmp_path, text, "text")

@@ -2,14 +2,14 @@
 nothing its results depend on (a refactor, a log line, a comment the fingerprint still sees), so its checkpoints
 are valid under its new key, and so are those downstream that only its key made new.
 
-For each step of the stage whose key has no checkpoint, the newest checkpoint of that stage that was made by
-the same function of the same module from the same inputs (same input keys), with the same parameters, version,
-format and watched file, so that only code differs, is loaded, verified, and stored again under the new key, its
-record saying `accepted_from` the old key. Then, in run order, each step downstream that has no checkpoint takes the newest one
-of its stage whose record matches it in everything (code, helpers, constants, parameters, version, format) but
+For each step of the stage whose key has no checkpoint, the newest checkpoint of that stage that was made by the
+same function of the same module from the same inputs (same input keys), with the same parameters, version, format
+and watched file, so that only code differs, is loaded, verified, and stored again under the new key, its record
+saying `accepted_from` the old key. Then, in run order, each step downstream that has no checkpoint takes the newest
+one of its stage whose record matches it in everything (code, helpers, constants, parameters, version, format) but
 input keys that were just accepted: stored again likewise, so that acceptance runs down the pipeline as far as
-nothing else changed. Nothing is computed. A stage whose inputs changed too cannot be accepted (its old results
-were made from other data): accept the upstream edit first.
+nothing else changed. Nothing is computed. A stage whose inputs changed too cannot be accepted (its old results were
+made from other data): accept the upstream edit first.
 """
 
 from __future__ import annotations

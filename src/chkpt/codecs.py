@@ -66,13 +66,8 @@ class JsonCodec:
         return value is None or isinstance(value, (bool, int, float, str, list, dict))
 
     def encode(self, value: Any) -> bytes:
-        if self.strict:
-            problem = json_change(value)
-            if problem is not None:
-                raise SerializationError(
-                    f"json would return {problem} changed when loaded; convert it (tuples to lists, keys to "
-                    "str), or use format='json-lossy' to store it as JSON does, or format='pickle'"
-                )
+        # Encoding first: it refuses a value that contains itself, which the strict check's walk would follow
+        # for ever.
         try:
             text = json.dumps(value, allow_nan=True, separators=(",", ":"))
             if len(text) <= INDENT_LIMIT:
@@ -81,6 +76,13 @@ class JsonCodec:
             raise SerializationError(
                 f"a value of type {type(value).__name__} cannot be stored as json: {exc}"
             ) from None
+        if self.strict:
+            problem = json_change(value)
+            if problem is not None:
+                raise SerializationError(
+                    f"json would return {problem} changed when loaded; convert it (tuples to lists, keys to "
+                    "str), or use format='json-lossy' to store it as JSON does, or format='pickle'"
+                )
         return text.encode("ascii")
 
     def decode(self, data: bytes) -> Any:
