@@ -451,3 +451,15 @@ def test_run_records_outcomes_bytes_seconds_and_summary(tmp_path: Path) -> None:
     assert str(second).splitlines()[-1] == f"2 stages: 1 loaded, 1 computed (0 stored), {second.skipped} skipped"
     assert second.skipped == 1  # slow, which only stored reads
     assert repr(second).startswith("<Run of 2 stages")
+
+
+@pytest.mark.parametrize("wrong", [True, {"load": True}, "checkpoints", 0, {}], ids=repr)
+def test_anything_but_a_config_is_a_config_error_that_says_what_to_pass(tmp_path: Path, wrong: Any) -> None:
+    calls: Counter[str] = Counter()
+    pipeline = () >> counted(calls, "only", lambda: 1)
+    for call in (pipeline, pipeline.run, pipeline.explain, lambda c: pipeline.accept("only", c)):
+        with pytest.raises(chkpt.ConfigError, match=r"takes a chkpt\.Config, not a .*chkpt\.Config\(load=True"):
+            call(wrong)
+    assert calls["only"] == 0
+    with pytest.raises(chkpt.ConfigError, match="stage's name or the Stage, not a int"):
+        pipeline.accept(5, config(tmp_path))  # type: ignore[arg-type]

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from . import codecs
 from .compute import input_keys, record_fields
-from .config import Config
+from .config import Config, given
 from .errors import ChkptError, ConfigError, StoreError
 from .plan import make_plan
+from .stage import Stage
 from .store import Damaged
 
 TYPE_CHECKING = False
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from .catalog import Store
     from .pipeline import Pipeline
     from .plan import Step
-    from .stage import Stage
     from .store import CheckpointStore
 
 
@@ -60,7 +60,9 @@ def accept(pipeline: Pipeline[Any], stage: str | Stage[..., Any], config: Config
     from .catalog import store_for
     from .run import _open_store
 
-    config = config or Config(load=True)
+    config = given(config, "pipeline.accept(stage, config)", Config(load=True))
+    if not isinstance(stage, (str, Stage)):
+        raise ConfigError(f"accept(stage) takes a stage's name or the Stage, not a {type(stage).__name__}")
     name = stage if isinstance(stage, str) else stage.name
     store = _open_store(config)
     plan = make_plan(pipeline, config, store, anatomies=True)

@@ -160,6 +160,19 @@ class Config:
         )
 
 
+def given(config: object, call: str, default: Config | None = None) -> Config:
+    """The config a call was given: `default` (or `Config()`) for None, a ConfigError naming the call for
+    anything but a Config (a dict, True, a folder), which would otherwise fail later with an internal error."""
+    if config is None:
+        return default if default is not None else Config()
+    if not isinstance(config, Config):
+        raise ConfigError(
+            f"{call} takes a chkpt.Config, not a {type(config).__name__} ({config!r:.60}); for example "
+            "chkpt.Config(load=True, dir='checkpoints')"
+        )
+    return config
+
+
 def _selection(field: str, value: object) -> bool | frozenset[str]:
     if isinstance(value, bool):
         return value

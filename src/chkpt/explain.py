@@ -10,7 +10,7 @@ installed package's version, a bound parameter, its version, its format, a file 
 from __future__ import annotations
 
 from .compute import input_keys
-from .config import Config
+from .config import Config, given
 from .errors import ChkptError
 from .plan import NO_CHECKPOINT, make_plan
 from .store import Damaged
@@ -89,7 +89,7 @@ def explain(pipeline: Pipeline[Any], config: Config | None = None) -> Explanatio
     stored."""
     from .run import _open_store  # the store a run would use, opened the same way
 
-    config = config or Config()
+    config = given(config, "pipeline.explain(config)")
     store = _open_store(config) if config.load is not False else None
     plan = make_plan(pipeline, config, store, anatomies=True)
     steps = plan.steps

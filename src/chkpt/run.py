@@ -13,7 +13,7 @@ import time
 import warnings
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
-from .config import Config
+from .config import Config, given
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
 from .plan import Plan, Reads, Replan, Step, make_plan
@@ -40,7 +40,7 @@ def run(pipeline: Pipeline[R], config: Config | None = None) -> Run[R]:
     Everything that can be checked before a stage runs is: the config against the pipeline (when planning),
     then, if anything may be stored, that the folder can be written.
     """
-    config = config or Config()
+    config = given(config, "pipeline.run(config)")
     store = _open_store(config) if config.load is not False or config.store is not False else None
     runner = _Runner(config, store)
     damaged: set[str] = set()
