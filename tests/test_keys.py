@@ -13,6 +13,7 @@ import datetime
 import decimal
 import enum
 import fractions
+import functools
 import hashlib
 import importlib
 import json
@@ -1887,3 +1888,41 @@ def test_module_origin(modules: Modules) -> None:
     assert chkpt_modules.module_origin("__main__") == "user"
     assert chkpt_modules.module_origin(__name__) == "user"  # this test file
     assert chkpt_modules.module_origin("chkpt") == "package"
+
+
+# --- watch: what a stage reads outside the graph ------------------------------------------------------------------
+
+
+def fetched() -> str:
+    return "page"
+
+
+def test_what_a_watch_returns_is_part_of_the_key_and_it_must_be_bytes(tmp_path: Path) -> None:
+    etag = [b"v1"]
+    stage = chkpt.Stage(fetched, watch=lambda: etag[0])
+    first = key_of(stage, tmp_path)
+    assert key_of(stage, tmp_path) == first
+    etag[0] = b"v2"
+    assert key_of(stage, tmp_path) != first
+
+    wrongs: list[tuple[object, str]] = [("v1", "not a str; use .encode()"), (None, "not a NoneType")]
+    for wrong, hint in wrongs:
+        stage = chkpt.Stage(fetched, watch=functools.partial(lambda value: value, wrong))
+        with pytest.raises(chkpt.PipelineError, match=f"stage 'fetched': its watch must return bytes, {hint}"):
+            key_of(stage, tmp_path)
+    with pytest.raises(chkpt.PipelineError, match="stage 'fetched': watch must be a function of no arguments"):
+        chkpt.Stage(fetched, watch=b"v1")  # type: ignore[arg-type]
+
+
+def test_an_error_in_a_watch_is_raised_as_itself_with_a_note_naming_the_stage(tmp_path: Path) -> None:
+    def failing() -> bytes:
+        raise LookupError("no such page")
+
+    with pytest.raises(LookupError, match="no such page") as info:
+        key_of(chkpt.Stage(fetched, watch=failing), tmp_path)
+    assert any("watch of stage 'fetched'" in note for note in getattr(info.value, "__notes__", []))
+
+
+def test_stage_wrap_without_parentheses_says_to_add_them() -> None:
+    with pytest.raises(chkpt.PipelineError, match=r"write @chkpt.Stage.wrap\(\) with parentheses over fetched"):
+        chkpt.Stage.wrap(fetched)  # type: ignore[arg-type]

@@ -12,7 +12,7 @@ import time
 
 from . import codecs
 from ._version import __version__
-from .errors import SerializationError, StoreError
+from .errors import SerializationError, StoreError, add_note
 from .modules import module_identity
 from .store import Damaged
 
@@ -134,12 +134,3 @@ def note_stage(exc: BaseException, step: Step, steps: list[Step], position: int)
         f"chkpt: raised by stage '{step.stage.name}' (step {position} of {total} to compute for "
         f"'{steps[-1].stage.name}', key {step.key[:12]})",
     )
-
-
-def add_note(exc: BaseException, note: str) -> None:
-    add_note = getattr(exc, "add_note", None)
-    if add_note is not None:
-        add_note(note)
-    else:
-        # Python 3.10 has no add_note; the note is kept where 3.11's traceback printing would look for it.
-        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]

@@ -41,3 +41,13 @@ class StagesFailed(ChkptError):
 
 class ChkptWarning(UserWarning):
     """Something chkpt recovered from by itself, such as a damaged checkpoint that it recomputes."""
+
+
+def add_note(exc: BaseException, note: str) -> None:
+    """Add a note to an exception that is raised on as itself (a stage's, a watch's), saying where it came from."""
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(note)
+    else:
+        # Python 3.10 has no add_note; the note is kept where 3.11's traceback printing would look for it.
+        exc.__notes__ = [*getattr(exc, "__notes__", []), note]  # type: ignore[attr-defined]

@@ -20,7 +20,7 @@ import sys
 import types
 
 from . import canonical
-from .errors import ChkptError, PipelineError
+from .errors import ChkptError, PipelineError, add_note
 from .modules import module_identity, module_origin, package_version
 from .source import assignment_source, class_source, imported_from, imports_in, own_digest
 from .stage import Stage
@@ -128,9 +128,16 @@ class Fingerprints:
 def _watched(stage: Stage[..., Any]) -> bytes:
     assert stage.watch is not None
     try:
-        return stage.watch()
+        found = stage.watch()
     except OSError as exc:
         raise ChkptError(f"stage '{stage.name}': {exc.strerror or exc}: {exc.filename or ''}") from None
+    except Exception as exc:
+        add_note(exc, f"chkpt: raised by the watch of stage '{stage.name}', called to make its key")
+        raise
+    if not isinstance(found, (bytes, bytearray)):
+        hint = "; use .encode()" if isinstance(found, str) else ""
+        raise PipelineError(f"stage '{stage.name}': its watch must return bytes, not a {type(found).__name__}{hint}")
+    return bytes(found)
 
 
 def _fingerprint(root: Callable[..., Any], parts: _Parts | None = None) -> bytes:

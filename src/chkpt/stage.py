@@ -176,6 +176,11 @@ class Stage(Generic[P, R]):
             raise PipelineError(f"stage '{name}': format must be a format's name, got {format!r}")
         if mmap and format != "numpy":
             raise PipelineError(f"stage '{name}': mmap=True memory-maps .npy checkpoints; it needs format='numpy'")
+        if watch is not None and not callable(watch):
+            raise PipelineError(
+                f"stage '{name}': watch must be a function of no arguments returning bytes (called at each plan), "
+                f"not a {type(watch).__name__}; for example watch=lambda: etag_of(url).encode()"
+            )
         self.func = func
         self.name = name
         self.version = version
@@ -215,6 +220,12 @@ class Stage(Generic[P, R]):
         `format` names the codec its checkpoints use (None: the config's, "json" by default); it is part of the
         key. `mmap=True`, with format="numpy", loads checkpoints as read-only memory maps.
         """
+
+        if callable(name):
+            raise PipelineError(
+                f"write @chkpt.Stage.wrap() with parentheses over {getattr(name, '__name__', 'the function')}: "
+                "Stage.wrap makes the decorator"
+            )
 
         def decorate(func: Callable[P2, R2]) -> Stage[P2, R2]:
             return Stage(func, name=name, version=version, format=format, mmap=mmap)
