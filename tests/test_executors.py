@@ -752,3 +752,26 @@ def test_ctrl_c_stops_the_run_and_the_process_exits_at_once_storing_nothing_half
     time.sleep(0.5)  # an orphaned process is reaped by init
     with pytest.raises(ProcessLookupError):
         os.kill(runner, 0)
+
+
+class RowError(Exception):
+    """An exception whose __init__ takes other arguments than its `args`: its pickle cannot rebuild it."""
+
+    def __init__(self, row: int, problem: str) -> None:
+        super().__init__(f"row {row}: {problem}")
+        self.row = row
+
+
+def bad_row(*inputs: object) -> None:
+    raise RowError(7, "bad value")
+
+
+def test_an_exception_that_cannot_travel_back_from_a_worker_process_says_what_it_was(tmp_path: Path) -> None:
+    pipeline = () >> chkpt.Stage(bad_row)
+    with pytest.raises(RowError, match="row 7: bad value"):
+        pipeline.run(quiet(tmp_path / "sync"))
+    with pytest.raises(
+        chkpt.ChkptError, match=r"stage 'bad_row' raised test_executors\.RowError: row 7: bad va"
+    ) as info:
+        pipeline.run(quiet(tmp_path / "processes", executor="processes", workers=1))
+    assert 'raise RowError(7, "bad value")' in str(info.value)  # its traceback, from the worker

@@ -12,7 +12,7 @@ import time
 
 from . import codecs
 from ._version import __version__
-from .errors import SerializationError, StoreError, add_note
+from .errors import ChkptError, SerializationError, StoreError, add_note
 from .modules import module_identity
 from .store import Damaged
 
@@ -86,6 +86,30 @@ def compute_step(
             )
             return value, seconds, None, unstored, False
         return value, seconds, size, None, False
+
+
+def compute_in_worker(stage: Stage[..., Any], *args: Any) -> tuple[Any, float, int | None, str | None, bool]:
+    """`compute_step` for a pool whose workers are other processes. The stage's exception travels back pickled; one
+    whose class cannot be rebuilt from its pickle (an `__init__` with other arguments than the exception's
+    `args`) would break the pool instead, so it comes back as a ChkptError that says what it was, with its
+    traceback."""
+    try:
+        return compute_step(stage, *args)
+    except Exception as exc:
+        import pickle
+
+        try:
+            pickle.loads(pickle.dumps(exc))
+        except Exception:
+            import traceback
+
+            kind = type(exc)
+            raise ChkptError(
+                f"stage '{stage.name}' raised {kind.__module__}.{kind.__qualname__}: {exc} (it comes back from its "
+                "worker process as this ChkptError, since that exception cannot be pickled and rebuilt)\n"
+                + "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+            ) from None
+        raise
 
 
 def _compute(stage: Stage[..., Any], args: tuple[Any, ...]) -> tuple[Any, float, None, None, bool]:

@@ -12,7 +12,7 @@ import sys
 import time
 import warnings
 
-from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
+from .compute import compute_in_worker, compute_step, note_stage, record_fields, watched_upstream, watches_of
 from .config import Config, given
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
@@ -291,6 +291,7 @@ class _Runner:
         import graphlib
 
         steps = plan.steps
+        elsewhere = pickles_its_work(pool)
         sorter: graphlib.TopologicalSorter[int] = graphlib.TopologicalSorter()
         for step in steps:
             if step.action == "compute":
@@ -327,7 +328,7 @@ class _Runner:
                             if self.progress is not None:
                                 self.progress.start(step.stage.name)  # (the last one handed to the pool)
                             future = pool.submit(
-                                compute_step,
+                                compute_in_worker if elsewhere else compute_step,
                                 step.stage,
                                 self.arguments(step, steps),
                                 self.store if step.store else None,
