@@ -702,3 +702,11 @@ def test_record_reads_a_checkpoints_record_without_its_value(store: dict[str, An
     Path(newest.files[0]).write_text("not json")
     with pytest.raises(chkpt.StoreError, match="no readable record"):
         catalog.record(newest)
+
+
+def test_record_takes_a_listed_checkpoint_not_a_key(store: dict[str, Any]) -> None:
+    catalog = chkpt.Store(store["dir"])
+    (newest, *_) = catalog.checkpoints("table")
+    assert catalog.record(newest)["stage"] == "table"
+    with pytest.raises(chkpt.ConfigError, match=r"takes a Checkpoint from Store\.checkpoints\(\), not a str"):
+        catalog.record(newest.key)  # type: ignore[arg-type]

@@ -198,6 +198,9 @@ def test_usage_errors_exit_2() -> None:
     assert chkpt_command().returncode == 2
     assert chkpt_command("ls", "--bogus").returncode == 2
     assert chkpt_command("gc", "--max-bytes", "lots").returncode == 2
+    for size in ("inf", "nan", "-1K"):
+        done = chkpt_command("gc", f"--max-bytes={size}")
+        assert done.returncode == 2 and "finite number of bytes" in done.stderr, done.stderr
     assert chkpt_command("ls", "--storage-options", "[1]").returncode == 2
 
 

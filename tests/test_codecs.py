@@ -295,6 +295,14 @@ NUMPY_CASES: dict[str, Callable[[], np.ndarray[Any, Any]]] = {
 }
 
 
+def test_numpy_refuses_an_array_subclass_it_would_load_as_a_plain_array(tmp_path: Path) -> None:
+    masked = np.ma.array([1.0, 2.0, 3.0], mask=[False, True, False])  # .npy would drop the mask
+    with pytest.raises(chkpt.SerializationError, match=r"stage 'value'.*MaskedArray.*np\.asarray") as info:
+        Source(masked, format="numpy").run(tmp_path)
+    assert "format='pickle'" in str(info.value)
+    assert stage_files(tmp_path) == set()
+
+
 @pytest.mark.parametrize("case", sorted(NUMPY_CASES))
 def test_numpy_round_trips(tmp_path: Path, case: str) -> None:
     array = NUMPY_CASES[case]()
@@ -1110,6 +1118,25 @@ def test_registering_a_bad_codec_is_a_config_error(registry: dict[str, Any], cod
     with pytest.raises(chkpt.ConfigError):
         chkpt.codecs.register(codec)
     assert registry == before
+
+
+def test_registering_a_codec_class_instead_of_an_instance_says_so(registry: dict[str, Any]) -> None:
+    class Csv:
+        name = "csv"
+        extension = "csv"
+
+        def can_store(self, value: Any) -> bool:
+            return True
+
+        def write(self, value: Any, file: Any) -> None:
+            file.write(b"")
+
+        def read(self, file: Any) -> Any:
+            return None
+
+    with pytest.raises(chkpt.ConfigError, match=r"not its class: pass Csv\(\), not Csv"):
+        chkpt.codecs.register(Csv)  # type: ignore[arg-type]
+    assert "csv" not in registry
 
 
 def test_registering_the_same_codec_twice_is_fine_but_a_taken_name_is_an_error(registry: dict[str, Any]) -> None:

@@ -199,6 +199,9 @@ def test_storage_options_values_are_not_shown() -> None:
     assert "hunter2" not in shown and "AKIA" not in shown and "'secret': ..." in shown
     with pytest.raises(chkpt.ConfigError, match="storage_options"):
         chkpt.Config(storage_options=["key"])  # type: ignore[arg-type]
+    with pytest.raises(chkpt.ConfigError, match="storage options are for an fsspec URL"):
+        chkpt.Config(dir="checkpoints", storage_options={"anon": True})
+    chkpt.Config(storage_options={"anon": True})  # the folder may come from CHKPT_DIR, a URL
 
 
 # --- listing and gc on object storage ------------------------------------------------------------------------

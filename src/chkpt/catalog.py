@@ -19,9 +19,9 @@ import re
 import time
 
 from .collector import paused
+from .config import is_url
 from .errors import ChkptError, ConfigError
 from .listing import Checkpoint, Folder, LocalListing, RemoteListing
-from .remote import is_url
 from .stage import Stage
 from .store import folder_name
 
@@ -239,6 +239,10 @@ class Store:
     def record(self, checkpoint: Checkpoint) -> dict[str, Any]:
         """A listed checkpoint's record (what stored it, when, its codec, size and checksum), read without
         loading or checking its value; StoreError if it cannot be read or is not chkpt's."""
+        if not isinstance(checkpoint, Checkpoint):
+            raise ConfigError(
+                f"Store.record() takes a Checkpoint from Store.checkpoints(), not a {type(checkpoint).__name__}"
+            )
         return self._listing.record(checkpoint)
 
     def _head(self, checkpoint: Checkpoint, size: int) -> bytes:

@@ -432,6 +432,6 @@ def _size(text: str) -> int:
         value = float(number[: len(number) - len(unit)])
     except ValueError:
         raise argparse.ArgumentTypeError(f"a size is a number of bytes, or one with K, M, G or T: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"a size cannot be negative: {text!r}")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"a size is a finite number of bytes, 0 or more: {text!r}")
     return int(value * units[unit])

@@ -201,6 +201,10 @@ def register(codec: Codec) -> None:
     Its name becomes part of the keys of every stage that uses it. Registering a different codec under a name
     that is taken is an error; registering the same object again is not.
     """
+    if isinstance(codec, type):
+        raise ConfigError(
+            f"codecs.register() takes a codec, not its class: pass {codec.__name__}(), not {codec.__name__}"
+        )
     name = getattr(codec, "name", None)
     extension = getattr(codec, "extension", None)
     if not isinstance(name, str) or not name or name == AUTO:

@@ -112,6 +112,11 @@ class Config:
         self.on_store_error = on_store_error
         if storage_options is not None and not isinstance(storage_options, Mapping):
             raise ConfigError(f"Config(storage_options=...) must be a dict, got {type(storage_options).__name__}")
+        if storage_options and dir is not None and not is_url(os.fspath(dir)):
+            raise ConfigError(
+                f"Config(dir={os.fspath(dir)!r}, storage_options=...): storage options are for an fsspec URL "
+                "(s3://bucket/path, ...); a local folder takes none"
+            )
         self.storage_options = dict(storage_options or {})
         if progress is not None and not isinstance(progress, bool):
             raise ConfigError(
@@ -158,6 +163,12 @@ class Config:
             if self.storage_options
             else ")"
         )
+
+
+def is_url(directory: str) -> bool:
+    """Whether a `Config(dir=...)` names an fsspec file system rather than a local folder (`file://` is local)."""
+    scheme, found, _ = directory.partition("://")
+    return bool(found) and scheme not in ("", "file", "local") and "/" not in scheme
 
 
 def given(config: object, call: str, default: Config | None = None) -> Config:

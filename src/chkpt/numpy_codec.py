@@ -29,11 +29,18 @@ class NumpyCodec:
     extension = "npy"
 
     def can_store(self, value: Any) -> bool:
-        return isinstance(value, np.ndarray) and not value.dtype.hasobject
+        return type(value) is np.ndarray and not value.dtype.hasobject
 
     def write(self, value: Any, file: BinaryIO) -> None:
         if not isinstance(value, np.ndarray):
             raise SerializationError(f"format 'numpy' stores a numpy.ndarray, not a {type(value).__name__}")
+        if type(value) is not np.ndarray:
+            # .npy keeps the data, not the subclass: a np.matrix would load as an ndarray, and `*` would change
+            # meaning for the stages that use it
+            raise SerializationError(
+                f"format 'numpy' stores a plain numpy.ndarray, and would load this {type(value).__name__} as one; "
+                "convert it with np.asarray(...), or use format='pickle'"
+            )
         if value.dtype.hasobject:
             raise SerializationError(
                 f"format 'numpy' cannot store an array of dtype {value.dtype} (it holds Python objects); "

@@ -45,12 +45,6 @@ if TYPE_CHECKING:
     from .codecs import Codec
 
 
-def is_url(directory: str) -> bool:
-    """Whether a `Config(dir=...)` names an fsspec file system rather than a local folder (`file://` is local)."""
-    scheme, found, _ = directory.partition("://")
-    return bool(found) and scheme not in ("", "file", "local") and "/" not in scheme
-
-
 class RemoteStore:
     """Checkpoints under `url` in an fsspec file system, opened with `storage_options` (credentials, an
     `endpoint_url`...). `on_error` is as for LocalStore."""

@@ -13,7 +13,7 @@ import time
 import warnings
 
 from .compute import compute_in_worker, compute_step, note_stage, record_fields, watched_upstream, watches_of
-from .config import Config, given
+from .config import Config, given, is_url
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
 from .plan import Plan, Reads, Replan, Step, make_plan
@@ -96,9 +96,9 @@ def _open_store(config: Config) -> CheckpointStore:
     """The store `config.dir` names: a folder, or for a URL (s3://, memory://...) an fsspec file system."""
     directory = config.directory()
     if "://" in directory:
-        from .remote import RemoteStore, is_url
-
         if is_url(directory):
+            from .remote import RemoteStore
+
             return RemoteStore(directory, config.storage_options, on_error=config.on_store_error)
         directory = directory.partition("://")[2]  # file://
     return LocalStore(directory, durable=config.durable, on_error=config.on_store_error)
