@@ -774,4 +774,25 @@ def test_an_exception_that_cannot_travel_back_from_a_worker_process_says_what_it
         chkpt.ChkptError, match=r"stage 'bad_row' raised test_executors\.RowError: row 7: bad va"
     ) as info:
         pipeline.run(quiet(tmp_path / "processes", executor="processes", workers=1))
-    assert 'raise RowError(7, "bad value")' in str(info.value)  # its traceback, from the worker
+    assert 'raise RowError(7, "bad value")' in str(info.value.__cause__)  # its traceback, from the worker
+
+
+def exits(*inputs: object) -> None:
+    raise SystemExit(3)
+
+
+@pytest.mark.parametrize("executor", ["sync", *EXECUTORS])
+def test_keep_going_reports_a_stage_that_exits_like_any_other_failure(tmp_path: Path, executor: str) -> None:
+    log = tmp_path / "log"
+    pipeline = (() >> chkpt.Stage(exits), () >> step("fine", log)) >> step("join", log)
+    with pytest.raises(chkpt.StagesFailed) as info:
+        pipeline.run(quiet(tmp_path / "ck", executor=executor, workers=2, keep_going=True))
+    ((name, error),) = info.value.failures
+    assert name == "exits" and isinstance(error, SystemExit)
+    assert labels(log, "end") == ["fine"]
+
+
+def test_a_watch_that_cannot_be_sent_to_a_worker_process_is_named(tmp_path: Path) -> None:
+    stage = chkpt.Stage(bad_row, watch=lambda: b"v1")
+    with pytest.raises(chkpt.PipelineError, match="stage 'bad_row': its watch cannot be sent to another process"):
+        (() >> stage).run(quiet(tmp_path, executor="processes", workers=1))

@@ -186,3 +186,24 @@ def test_chkpt_explain_prints_the_table(project: Project) -> None:
         timeout=120,
     )
     assert {line.split(None, 3)[3] for line in done.stdout.splitlines()[1:]} == {"loading is off"}
+
+
+@chkpt.Stage.wrap()
+def scale(x: int, factor: int = 1) -> int:
+    return x * factor
+
+
+@chkpt.Stage.wrap()
+def pair(a: int, b: int) -> list[int]:
+    return [a, b]
+
+
+def swept(x: int) -> chkpt.Pipeline[list[int]]:
+    return (scale.bind(factor=2) << (x,), scale.bind(factor=3) << (x,)) >> pair
+
+
+def test_each_binding_is_compared_with_its_own_checkpoint(tmp_path: Path) -> None:
+    config = chkpt.Config(dir=tmp_path, load=True, verbose=False)
+    swept(1).run(config)
+    reasons = [(d.stage, d.action, d.reason) for d in swept(5).explain(config)]
+    assert reasons[:2] == [("scale", "compute", "input 1 changed")] * 2  # not "param factor changed (2 -> 3)"

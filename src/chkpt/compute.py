@@ -89,27 +89,64 @@ def compute_step(
 
 
 def compute_in_worker(stage: Stage[..., Any], *args: Any) -> tuple[Any, float, int | None, str | None, bool]:
-    """`compute_step` for a pool whose workers are other processes. The stage's exception travels back pickled; one
-    whose class cannot be rebuilt from its pickle (an `__init__` with other arguments than the exception's
-    `args`) would break the pool instead, so it comes back as a ChkptError that says what it was, with its
-    traceback."""
+    """`compute_step` for a pool whose workers are other processes. A stage's exception travels back as a
+    `Carried`, which `rebuilt` turns into the exception itself in the process that ran the pipeline: an exception
+    whose class its pickle cannot rebuild there (an `__init__` with other arguments than the exception's `args`)
+    would otherwise break the whole pool and be lost."""
     try:
         return compute_step(stage, *args)
     except Exception as exc:
-        import pickle
+        carried = _carried(stage.name, exc)
+    # raised outside the handler, so that the stage's exception does not travel along as its __context__
+    raise carried
 
-        try:
-            pickle.loads(pickle.dumps(exc))
-        except Exception:
-            import traceback
 
-            kind = type(exc)
-            raise ChkptError(
-                f"stage '{stage.name}' raised {kind.__module__}.{kind.__qualname__}: {exc} (it comes back from its "
-                "worker process as this ChkptError, since that exception cannot be pickled and rebuilt)\n"
-                + "".join(traceback.format_exception(kind, exc, exc.__traceback__))
-            ) from None
-        raise
+def _carried(stage: str, exc: Exception) -> Carried:
+    import pickle
+    import traceback
+
+    try:
+        pickled = pickle.dumps(exc)
+    except Exception:  # the exception itself cannot be pickled: what it says still travels
+        pickled = b""
+    kind = type(exc)
+    text = "".join(traceback.format_exception(kind, exc, exc.__traceback__))
+    return Carried(stage, f"{kind.__module__}.{kind.__qualname__}", str(exc), text, pickled)
+
+
+class Carried(Exception):
+    """A stage's exception on its way back from a worker process: (stage, type name, message, traceback text,
+    pickle). Built with the plain exception constructor, so that it always pickles and unpickles."""
+
+
+class RemoteTraceback(Exception):
+    """The traceback of an exception raised in a worker process, shown as the cause of the exception rebuilt."""
+
+    def __str__(self) -> str:
+        return f"\n{self.args[0]}"
+
+
+def rebuilt(exc: BaseException) -> BaseException:
+    """The exception a stage raised in a worker process, rebuilt from its `Carried` here, with the worker's
+    traceback as its cause; a ChkptError that says what it was if it cannot be rebuilt here. Any other exception
+    is returned as it is."""
+    if not isinstance(exc, Carried):
+        return exc
+    import pickle
+
+    stage, kind, message, text, pickled = exc.args
+    original: object
+    try:
+        original = pickle.loads(pickled)
+    except Exception:
+        original = None
+    if not isinstance(original, BaseException):
+        original = ChkptError(
+            f"stage '{stage}' raised {kind}: {message} (it comes back from its worker process as this ChkptError, "
+            "since that exception cannot be pickled and rebuilt)"
+        )
+    original.__cause__ = RemoteTraceback(text)
+    return original
 
 
 def _compute(stage: Stage[..., Any], args: tuple[Any, ...]) -> tuple[Any, float, None, None, bool]:

@@ -68,7 +68,9 @@ def InlineExecutor() -> Executor:
             future: concurrent.futures.Future[Any] = concurrent.futures.Future()
             try:
                 future.set_result(fn(*args, **kwargs))
-            except Exception as exc:
+            except KeyboardInterrupt:
+                raise  # Ctrl-C stops the run, as it does with the other executors
+            except BaseException as exc:  # a SystemExit too, as a pool's worker would report it
                 future.set_exception(exc)
             return future
 

@@ -108,21 +108,25 @@ def explain(pipeline: Pipeline[Any], config: Config | None = None) -> Explanatio
 
 
 class _Newest:
-    """The newest record of each stage in the store, read when first asked for."""
+    """The newest records of each stage in the store (up to CANDIDATES), read when first asked for."""
+
+    CANDIDATES = 50
 
     def __init__(self, config: Config) -> None:
         self._config = config
         self._store: Store | None = None
-        self._records: dict[str, tuple[str, dict[str, Any]] | None] = {}
+        self._records: dict[str, list[tuple[str, dict[str, Any]]]] = {}
 
-    def record(self, stage: str) -> tuple[str, dict[str, Any]] | None:
-        """The key and record of the stage's newest checkpoint, or None if it has none (that can be read)."""
+    def records(self, stage: str) -> list[tuple[str, dict[str, Any]]]:
+        """The key and record of the stage's newest checkpoints (those that can be read), newest first."""
+        import itertools
+
         from .catalog import newest_records, store_for
 
         if stage not in self._records:
             if self._store is None:
                 self._store = store_for(self._config)
-            self._records[stage] = next(newest_records(self._store, stage), None)
+            self._records[stage] = list(itertools.islice(newest_records(self._store, stage), self.CANDIDATES))
         return self._records[stage]
 
 
@@ -133,19 +137,27 @@ def _found(store: CheckpointStore, step: Step) -> str:
 
 
 def _why_new(step: Step, steps: list[Step], newest: _Newest, store: CheckpointStore | None) -> str:
-    """Why no checkpoint has this step's key: what differs from the stage's newest checkpoint."""
-    found = newest.record(step.stage.name)
-    if found is None:
+    """Why no checkpoint has this step's key: what differs from the stage's closest checkpoint, the newest of
+    those with the fewest differences (in a sweep, the one of the same binding rather than the newest of all)."""
+    candidates = newest.records(step.stage.name)
+    if not candidates:
         return "no checkpoint of this stage yet"
-    key, record = found
-    before = record.get("why")
     now = step.anatomy
-    if not isinstance(before, dict) or now is None:
-        return f"no checkpoint with this key; the newest ({key[:12]}) has no record of what its key was made of"
-    reasons = _code_changes(step.stage.name, before, now)
-    reasons += _input_changes(step, steps, record.get("inputs"), store)
+    closest: tuple[str, list[str]] | None = None
+    for key, record in candidates:
+        before = record.get("why")
+        if not isinstance(before, dict) or now is None:
+            continue
+        reasons = _code_changes(step.stage.name, before, now)
+        reasons += _input_changes(step, steps, record.get("inputs"), store)
+        if closest is None or len(reasons) < len(closest[1]):
+            closest = (key, reasons)
+    if closest is None:
+        newest_key = candidates[0][0]
+        return f"no checkpoint with this key; the newest ({newest_key[:12]}) has no record of what its key was made of"
+    key, reasons = closest
     if not reasons:
-        return f"no checkpoint with this key; the newest ({key[:12]}) was made of the same code, parameters and inputs"
+        return f"no checkpoint with this key; {key[:12]} was made of the same code, parameters and inputs"
     return "; ".join(reasons)
 
 

@@ -12,7 +12,15 @@ import sys
 import time
 import warnings
 
-from .compute import compute_in_worker, compute_step, note_stage, record_fields, watched_upstream, watches_of
+from .compute import (
+    compute_in_worker,
+    compute_step,
+    note_stage,
+    rebuilt,
+    record_fields,
+    watched_upstream,
+    watches_of,
+)
 from .config import Config, given, is_url
 from .errors import ChkptWarning, ConfigError, PipelineError, StagesFailed, StoreError
 from .executors import InlineExecutor, abandon, is_dask_client, open_executor, pickles_its_work
@@ -116,10 +124,26 @@ def _check_picklable(plan: Plan) -> None:
             except (pickle.PicklingError, TypeError, AttributeError) as exc:
                 if str(exc).startswith(f"stage '{step.stage.name}'"):
                     raise PipelineError(str(exc)) from None
+                if step.stage.watch is not None and not _pickles(step.stage.watch):
+                    raise PipelineError(
+                        f"stage '{step.stage.name}': its watch cannot be sent to another process ({exc}); make it "
+                        "a function defined at module level (functools.partial of one is fine), or run with "
+                        "Config(executor='threads')"
+                    ) from None
                 raise PipelineError(
                     f"stage '{step.stage.name}' cannot be sent to another process ({exc}); define its function at "
                     "module level, or run with Config(executor='threads')"
                 ) from None
+
+
+def _pickles(thing: object) -> bool:
+    import pickle
+
+    try:
+        pickle.dumps(thing)
+    except (pickle.PicklingError, TypeError, AttributeError):
+        return False
+    return True
 
 
 class _Runner:
@@ -255,7 +279,8 @@ class _Runner:
             step, place = running.pop(future)
             try:
                 outcome = future.result()
-            except BaseException as exc:
+            except BaseException as carried:
+                exc = rebuilt(carried)
                 note_stage(exc, step, steps, place)
                 failures.append((step, exc))
                 blocked.add(step.number)
