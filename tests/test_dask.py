@@ -178,6 +178,17 @@ def test_an_unpicklable_stage_is_named_before_anything_runs(client: Any, tmp_pat
     assert not log.exists()
 
 
+def counting_up(n: int = 3) -> Any:
+    return (i for i in range(n))  # a generator: it cannot be sent back from a worker
+
+
+def test_a_value_that_cannot_come_back_from_the_cluster_names_its_stage(client: Any, tmp_path: Path) -> None:
+    pipeline = () >> chkpt.Stage(counting_up)
+    with pytest.raises(TypeError, match=r"serialize|pickle") as info:
+        pipeline.run(quiet(tmp_path / "ck", executor=client, store=False))
+    assert any("stage 'counting_up' back from the Dask cluster" in n for n in getattr(info.value, "__notes__", []))
+
+
 # --- 4. damage, records and log lines ---------------------------------------------------------------------------
 
 

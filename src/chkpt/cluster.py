@@ -17,7 +17,7 @@ import threading
 import time
 
 from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
-from .errors import ChkptError, ConfigError, StagesFailed
+from .errors import ChkptError, ConfigError, StagesFailed, add_note
 from .plan import Reads, Replan
 from .records import StageRecord
 from .store import Damaged
@@ -345,7 +345,11 @@ def _follow(
         if runner.config.keep_going:
             raise StagesFailed(errors)
         raise errors[0][1] from None
-    return (futures[target.number] if target.number in futures else runner.values[target.key]).result()
+    try:
+        return (futures[target.number] if target.number in futures else runner.values[target.key]).result()
+    except Exception as exc:  # the value could not be sent back (it does not serialize), or a worker was lost
+        add_note(exc, f"chkpt: getting the value of stage '{target.stage.name}' back from the Dask cluster")
+        raise
 
 
 def _downstream(number: int, consumers: dict[int, list[int]]) -> set[int]:
