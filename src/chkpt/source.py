@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 
 _own_digests: dict[int, tuple[types.CodeType, bytes]] = {}
+_may_import: dict[int, tuple[types.CodeType, bool]] = {}
 
 
 def own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
@@ -34,6 +35,8 @@ def own_digest(code: types.CodeType, module_globals: dict[str, Any]) -> bytes:
         else _code_object_digest(code)
     )
     _own_digests[id(code)] = (code, digest)
+    # most functions import nothing: `imports_in` walks the source only of those whose text says `import`
+    _may_import[id(code)] = (code, source is not None and "import" in source)
     return digest
 
 
@@ -46,7 +49,11 @@ def imports_in(code: types.CodeType, module_globals: dict[str, Any]) -> tuple[st
     cached = _imports.get(id(code))
     if cached is not None and cached[0] is code:
         return cached[1]
-    module = _module_source(code.co_filename, module_globals) if _may_import(code) else None
+    hint = _may_import.get(id(code))
+    if hint is None or hint[0] is not code:
+        own_digest(code, module_globals)
+        hint = _may_import[id(code)]
+    module = _module_source(code.co_filename, module_globals) if hint[1] else None
     node = module.function_node(code) if module is not None else None
     names: dict[str, None] = {}
     for inner in ast.walk(node) if node is not None else ():
@@ -57,25 +64,6 @@ def imports_in(code: types.CodeType, module_globals: dict[str, Any]) -> tuple[st
     found = tuple(name for name in names if name)
     _imports[id(code)] = (code, found)
     return found
-
-
-_IMPORT_NAME: list[bytes] = []
-
-
-def _may_import(code: types.CodeType) -> bool:
-    """Whether the bytecode of `code` or of the code nested in it holds the IMPORT_NAME instruction's byte (or
-    that byte as an argument, which only costs a walk of its source): most functions import nothing."""
-    if not _IMPORT_NAME:
-        import opcode
-
-        _IMPORT_NAME.append(bytes([opcode.opmap["IMPORT_NAME"]]))
-    pending = [code]
-    while pending:
-        current = pending.pop()
-        if _IMPORT_NAME[0] in current.co_code:
-            return True
-        pending.extend(c for c in current.co_consts if isinstance(c, types.CodeType))
-    return False
 
 
 def _absolute(module: str, level: int, module_globals: dict[str, Any]) -> str:
