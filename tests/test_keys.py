@@ -1926,3 +1926,17 @@ def test_an_error_in_a_watch_is_raised_as_itself_with_a_note_naming_the_stage(tm
 def test_stage_wrap_without_parentheses_says_to_add_them() -> None:
     with pytest.raises(chkpt.PipelineError, match=r"write @chkpt.Stage.wrap\(\) with parentheses over fetched"):
         chkpt.Stage.wrap(fetched)  # type: ignore[arg-type]
+
+
+def remainder(n: int) -> int:
+    return n % 7
+
+
+def test_a_bound_int_too_long_for_str_is_keyed_shown_and_sent_to_a_worker(tmp_path: Path) -> None:
+    stage = chkpt.Stage(remainder).bind(n=10**5000)
+    assert repr(stage) == "Stage(remainder, n=<int too long to show>)"
+    pipeline = () >> stage
+    assert "int too long to show" in pipeline.to_mermaid()
+    config = chkpt.Config(dir=tmp_path, load=True, verbose=False, executor="processes", workers=1)
+    assert pipeline.run(config).value == 10**5000 % 7
+    assert [r.outcome for r in pipeline.run(config).records] == ["loaded"]

@@ -14,6 +14,7 @@ import subprocess
 
 from .errors import ChkptError
 from .pipeline import Constant, Pipeline
+from .shown import short_repr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -109,5 +110,4 @@ def _constant_label(constant: Constant) -> str:
 
 
 def _short(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _LABEL_LIMIT else text[: _LABEL_LIMIT - 3] + "..."
+    return short_repr(value, _LABEL_LIMIT)

@@ -22,6 +22,7 @@ import types
 from . import canonical
 from .errors import ChkptError, PipelineError, add_note
 from .modules import module_identity, module_origin, package_version
+from .shown import short_repr
 from .source import assignment_source, class_source, imported_from, imports_in, own_digest
 from .stage import Stage
 
@@ -97,11 +98,11 @@ class Fingerprints:
                 digest = canonical.digest(value).hex()[:16]
             except canonical.Unhashable:
                 digest = "?"
-            params[name] = [digest, _short(value)]
+            params[name] = [digest, short_repr(value)]
         return {
             "module": module_identity(module),
             "function": _qualified_name(func),
-            "version": None if stage.version is None else _short(stage.version),
+            "version": None if stage.version is None else short_repr(stage.version),
             "format": codec,
             "code": parts.digests(),
             "params": params,
@@ -426,15 +427,6 @@ def _is_object(value: Any) -> bool:
 def _qualified_name(obj: Any) -> str:
     module = module_identity(getattr(obj, "__module__", None) or "?")
     return f"{module}.{getattr(obj, '__qualname__', type(obj).__qualname__)}"
-
-
-def _short(value: object) -> str:
-    """A value as a record shows it, cut to 60 characters."""
-    try:
-        text = repr(value)
-    except ValueError:  # an int too long for str(); see sys.set_int_max_str_digits
-        text = f"<{type(value).__name__} too long to show>"
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _defaults_digest(func: Any) -> bytes:

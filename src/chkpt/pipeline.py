@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from . import canonical
 from .errors import PipelineError
+from .shown import short_repr
 from .stage import Stage
 
 TYPE_CHECKING = False
@@ -267,5 +268,4 @@ def _describe(node: Pipeline[Any] | Constant) -> str:
 
 
 def _short_repr(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return short_repr(value, 40)

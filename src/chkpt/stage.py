@@ -11,6 +11,7 @@ import types
 
 from . import canonical
 from .errors import PipelineError
+from .shown import short_repr
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -353,7 +354,7 @@ class Stage(Generic[P, R]):
 
     def __repr__(self) -> str:
         extra = f", version={self.version!r}" if self.version is not None else ""
-        bound = "".join(f", {k}={v!r}" for k, v in self.params.items())
+        bound = "".join(f", {k}={short_repr(v)}" for k, v in self.params.items())
         return f"Stage({self.name}{extra}{bound})"
 
 
@@ -372,8 +373,9 @@ def _unpickle_stage(
     if isinstance(func, tuple) and all(type(value) in _SCALARS for value in params.values()):
         # A worker unpickles the same few stages for thousands of tasks, and building a Stage (checking it,
         # digesting its parameters) cost more than the task; a Stage is never changed, so equal ones are shared.
-        # Parameters take part by type and repr, so that 1, 1.0 and True, or 0.0 and -0.0, stay apart.
-        scalars = tuple((key, type(value), repr(value)) for key, value in params.items())
+        # Parameters take part by type and value (a float by its repr), so that 1, 1.0 and True, or 0.0 and -0.0,
+        # stay apart.
+        scalars = tuple((k, type(v), repr(v) if type(v) is float else v) for k, v in params.items())
         shared_key = (func, name, version, format, mmap, watch, scalars)
         try:
             stage = _shared.get(shared_key)
