@@ -755,11 +755,14 @@ def test_ctrl_c_stops_the_run_and_the_process_exits_at_once_storing_nothing_half
 
 
 class RowError(Exception):
-    """An exception whose __init__ takes other arguments than its `args`: its pickle cannot rebuild it."""
+    """An exception whose __init__ takes other arguments than its `args`, so that a plain pickle cannot rebuild
+    it, and which holds a lock, so that no pickler can (tblib, which dask.distributed installs, rebuilds the
+    first kind)."""
 
     def __init__(self, row: int, problem: str) -> None:
         super().__init__(f"row {row}: {problem}")
         self.row = row
+        self.guard = threading.Lock()
 
 
 def bad_row(*inputs: object) -> None:

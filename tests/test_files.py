@@ -470,6 +470,34 @@ def test_a_large_file_is_hashed_again_after_an_edit(tmp_path: Path, monkeypatch:
     assert (counting.made, counting.fed) == (2, 2 * size)
 
 
+@pytest.mark.parametrize("executor", ["sync", "threads"])
+def test_an_edit_during_a_run_is_caught_when_the_file_stage_itself_loads(tmp_path: Path, executor: str) -> None:
+    """A file stage whose content was seen before loads; a stage that reads the file while it runs must still
+    have its result checked against the planned content before it is stored."""
+    data = tmp_path / "input.csv"
+    data.write_text("a,b")
+    calls: Counter[str] = Counter()
+    parse, _ = parse_and_clean(calls)
+    other = counted(calls, "other", lambda path: "x")
+    (chkpt.file(str(data)) >> other).run(config(tmp_path / "ck", load=True))  # stores the file stage
+
+    def edit_then_read(path: str) -> list[str]:
+        data.write_text("x,y,z")  # another program, while this stage runs
+        return read_text(path).split(",")
+
+    reading = counted(calls, "reading", edit_then_read)
+    with pytest.warns(chkpt.ChkptWarning, match="'file:input.csv' changed while this run was going"):
+        during = (chkpt.file(str(data)) >> reading).run(config(tmp_path / "ck", load=True, executor=executor))
+    assert outcomes(during) == {"file:input.csv": "loaded", "reading": "computed"}  # computed, not stored
+
+    data.write_text("a,b")
+    after = (chkpt.file(str(data)) >> parse).run(config(tmp_path / "ck", load=True))
+    assert after.value == ["a", "b"]
+    with pytest.warns(chkpt.ChkptWarning, match="changed while this run was going"):  # nothing of it was stored
+        again = (chkpt.file(str(data)) >> reading).run(config(tmp_path / "ck", load=True))
+    assert outcomes(again)["reading"] == "computed"
+
+
 def test_an_edit_during_a_run_is_not_stored_under_the_old_content(tmp_path: Path) -> None:
     """The file is hashed when the run is planned and read when `parse` runs: an edit in between (here by a stage
     that runs first; in life by a person or a `git checkout` during a long run) must not leave a checkpoint of the

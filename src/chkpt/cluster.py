@@ -16,7 +16,7 @@ import queue
 import threading
 import time
 
-from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
+from .compute import compute_step, note_stage, record_fields, watched_inputs, watches_of
 from .errors import ChkptError, ConfigError, StagesFailed, add_note
 from .plan import Reads, Replan
 from .records import StageRecord
@@ -236,8 +236,7 @@ def _graph(
     run_tag = topic[-8:]
     graph: dict[str, tuple[Any, ...]] = {}
     names: dict[int, str] = {}
-    carries: dict[int, frozenset[int]] = {}
-    watching = any(step.watched is not None for step in steps)
+    into = watched_inputs(steps)
     for step in steps:
         if step.action not in ("load", "compute"):
             continue
@@ -257,7 +256,7 @@ def _graph(
                 dependencies.append(runner.values[steps[item].key] if held else names[item])
             else:
                 arguments.append(item.value)
-        sources = [steps[i] for i in watched_upstream(step, carries)] if watching else []
+        sources = [steps[i] for i in into[step.number]] if into else []
         task = RemoteStep(
             "compute",
             step.stage,

@@ -174,13 +174,20 @@ def input_keys(step: Step, steps: list[Step]) -> list[str]:
     return [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
 
 
-def watched_upstream(step: Step, carries: dict[int, frozenset[int]]) -> frozenset[int]:
-    """The watched steps (files) whose content flows into `step`; records in `carries` what flows out of it. A
-    source that changes during the run must not have results made from its new content stored under its old
-    content's key."""
-    upstream: frozenset[int] = frozenset().union(*(carries.get(i, ()) for i in step.inputs if isinstance(i, int)))
-    carries[step.number] = upstream | {step.number} if step.watched is not None else upstream
-    return upstream
+def watched_inputs(steps: list[Step]) -> list[frozenset[int]] | None:
+    """For each step, the watched steps (files) whose content flows into it, through steps of any action; None if
+    no step is watched. A source that changes during the run must not have a result made from its new content
+    stored under its old content's key, also when the source's own step was loaded or skipped: a stage that
+    reads the file itself would see the new content."""
+    if all(step.watched is None for step in steps):
+        return None
+    out_of: list[frozenset[int]] = []
+    into: list[frozenset[int]] = []
+    for step in steps:  # a plan lists each step after its inputs
+        upstream: frozenset[int] = frozenset().union(*(out_of[i] for i in step.inputs if isinstance(i, int)))
+        into.append(upstream)
+        out_of.append(upstream | {step.number} if step.watched is not None else upstream)
+    return into
 
 
 def watches_of(sources: list[Step]) -> list[tuple[str, Callable[[], bytes], bytes | None]]:

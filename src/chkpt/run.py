@@ -18,7 +18,7 @@ from .compute import (
     note_stage,
     rebuilt,
     record_fields,
-    watched_upstream,
+    watched_inputs,
     watches_of,
 )
 from .config import Config, given, is_url
@@ -180,16 +180,14 @@ class _Runner:
         # they are ready; sorting them again would only cost time.
         steps = plan.steps
         reads = Reads(plan)
-        carries: dict[int, frozenset[int]] = {}
-        watching = any(step.watched is not None for step in steps)
+        into = watched_inputs(steps)
         position = 0
         for step in steps:
             if self.progress is not None and step.action in ("compute", "load"):
                 self.progress.start(step.stage.name)
             if step.action == "compute":
                 position += 1
-                upstream = watched_upstream(step, carries) if watching else frozenset()
-                self._compute(step, steps, position, [steps[i] for i in upstream])
+                self._compute(step, steps, position, [steps[i] for i in into[step.number]] if into else [])
                 for item in reads.finished(step):
                     # Let go of intermediate values as soon as the last stage that reads them ran.
                     self.values.pop(steps[item].key, None)
@@ -325,7 +323,7 @@ class _Runner:
                 sorter.add(step.number)
         sorter.prepare()
         self._reads = Reads(plan)
-        carries: dict[int, frozenset[int]] = {}
+        into = watched_inputs(steps)
         running: dict[concurrent.futures.Future[Any], tuple[Step, int]] = {}
         failures: list[tuple[Step, BaseException]] = []
         blocked: set[int] = set()
@@ -349,7 +347,6 @@ class _Runner:
                             blocked.add(number)
                         else:
                             position += 1
-                            upstream = watched_upstream(step, carries)
                             if self.progress is not None:
                                 self.progress.start(step.stage.name)  # (the last one handed to the pool)
                             future = pool.submit(
@@ -360,7 +357,7 @@ class _Runner:
                                 step.format,
                                 step.key,
                                 record_fields(step, steps) if step.store and self.store is not None else {},
-                                watches_of([steps[i] for i in upstream]),
+                                watches_of([steps[i] for i in into[number]] if into else []),
                                 step.may_load,
                             )
                             running[future] = (step, position)

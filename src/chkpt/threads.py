@@ -19,7 +19,7 @@ import threading
 import time
 from collections import deque
 
-from .compute import compute_step, note_stage, record_fields, watched_upstream, watches_of
+from .compute import compute_step, note_stage, record_fields, watched_inputs, watches_of
 from .errors import StagesFailed, StoreError
 from .plan import Reads, Replan
 from .records import StageRecord
@@ -70,8 +70,7 @@ class _Schedule:
         self.broken: BaseException | None = None  # an error of chkpt's own while running a step
         self.replan: str | None = None
         self.deferred: list[Callable[[], None]] = []  # warnings, for the caller's thread
-        self.carries: dict[int, frozenset[int]] = {}
-        self.watching = any(step.watched is not None for step in steps)
+        self.watched_inputs = watched_inputs(steps)
 
     @property
     def finished(self) -> bool:
@@ -168,7 +167,8 @@ def _prepare(schedule: _Schedule, step: Step) -> tuple[int, tuple[Any, ...], lis
     failure's note), its arguments, and the watched sources to check again before storing."""
     steps = schedule.plan.steps
     schedule.position += 1
-    sources = [steps[i] for i in watched_upstream(step, schedule.carries)] if schedule.watching else []
+    into = schedule.watched_inputs
+    sources = [steps[i] for i in into[step.number]] if into else []
     return schedule.position, schedule.runner.arguments(step, steps), sources
 
 
