@@ -57,14 +57,18 @@ def run_days_ago(
     monkeypatch: pytest.MonkeyPatch, days: float, built: chkpt.Pipeline[Any], directory: Path
 ) -> chkpt.Run[Any]:
     """Run a pipeline with the clock its records read ("created") set `days` back: its checkpoints are that old."""
-    real = time.gmtime
-    moment = time.time() - days * DAY
+    real = chkpt.compute.created_now
+    shift = days * DAY
 
-    def gmtime(seconds: float | None = None) -> time.struct_time:
-        return real(moment if seconds is None else seconds)
+    def created_now() -> str:
+        made = real()
+        moment = chkpt.index.created_seconds(made)
+        assert moment is not None
+        seconds = moment - shift
+        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
 
     with monkeypatch.context() as patch:
-        patch.setattr(time, "gmtime", gmtime)  # which chkpt.compute dates records with, for this run only
+        patch.setattr(chkpt.compute, "created_now", created_now)  # which records are dated with, for this run only
         return built.run(config(directory))
 
 
@@ -564,16 +568,25 @@ def test_the_kept_set_is_the_newest_keep_last_plus_those_younger_than_older_than
 
 
 def test_a_key_stored_again_after_gc_looked_is_kept(store: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    # gc looks, then removes each checkpoint under its key's lock; one whose marker was written after gc looked
-    # was stored again by a run meanwhile, so it is new and stays. Here gc "looked" an hour before every write.
+    # gc looks, then removes each checkpoint under its key's lock; one whose marker is no longer the file gc saw
+    # was stored again by a run meanwhile, so it is new and stays. Here a run stores n=3 again right after the
+    # listing.
     directory = store["dir"]
-    before = {cp.key for cp in chkpt.Store(directory).checkpoints()}
-    looked = time.time() - 3600
-    monkeypatch.setattr(chkpt.catalog.time, "time", lambda: looked)  # type: ignore[attr-defined]
+    again = which(store, ("table", 3), ("blob", 3))
+    before = names(chkpt.Store(directory).checkpoints())
+    listed = chkpt.listing.LocalListing.scan
+
+    def scan_then_a_run_stores(self: Any) -> Any:
+        folders = listed(self)
+        pipeline(3)(config(directory, load=False))
+        return folders
+
+    monkeypatch.setattr(chkpt.listing.LocalListing, "scan", scan_then_a_run_stores)
     collected = chkpt.Store(directory).gc(keep_last=0)
     monkeypatch.undo()
-    assert collected.removed == ()
-    assert {cp.key for cp in chkpt.Store(directory).checkpoints()} == before
+    assert names(collected.removed) == before - again
+    assert names(chkpt.Store(directory).checkpoints()) == again
+    calls.clear()
     assert pipeline(3)(config(directory, load=True)) == {0, 1, 2} and calls == {}
 
 
@@ -710,3 +723,40 @@ def test_record_takes_a_listed_checkpoint_not_a_key(store: dict[str, Any]) -> No
     assert catalog.record(newest)["stage"] == "table"
     with pytest.raises(chkpt.ConfigError, match=r"takes a Checkpoint from Store\.checkpoints\(\), not a str"):
         catalog.record(newest.key)  # type: ignore[arg-type]
+
+
+def test_max_bytes_leaves_what_the_other_rules_remove_as_it_is(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    plenty = 2**40  # room for everything: max_bytes itself removes nothing
+    for rules in ({"older_than": "1d"}, {"keep_reachable": pipeline(1)}, {"keep_last": 2}):
+        alone = chkpt.Store(directory).gc(dry_run=True, **rules)
+        with_budget = chkpt.Store(directory).gc(dry_run=True, max_bytes=plenty, **rules)
+        assert names(with_budget.removed) == names(alone.removed) != set(), rules
+    assert chkpt.Store(directory).gc(max_bytes=plenty, dry_run=True).removed == ()
+
+
+def test_the_newest_is_told_apart_within_one_second(tmp_path: Path) -> None:
+    # records are dated to the microsecond: two runs a moment apart have a newest, not a tie broken by key
+    for trial in range(5):
+        directory = tmp_path / str(trial)
+        for n in (trial, trial + 1):
+            pipeline(n)(config(directory))
+        assert len(chkpt.Store(directory).checkpoints()) == 4
+        collected = chkpt.Store(directory).gc(keep_last=1)
+        assert len(collected.removed) == 2
+        newest = pipeline(trial + 1).run(config(directory, load=True))
+        assert {r.outcome for r in newest.records} == {"loaded"}
+
+
+def test_a_folder_of_the_users_own_in_the_store_is_never_touched(store: dict[str, Any]) -> None:
+    directory = store["dir"]
+    own = directory / "downloads"
+    own.mkdir()
+    files = [own / f"{'ab' * 16}.csv", own / f"{'cd' * 16}.json", own / "README"]
+    for path in files:
+        path.write_text('{"not": "chkpt\'s"}')
+        age_off(path, 2 * 3600)  # older than gc's hour for leftovers
+    before = names(chkpt.Store(directory).checkpoints())
+    assert all(stage != "downloads" for stage, _ in before)
+    chkpt.Store(directory).gc(keep_last=0)
+    assert all(path.exists() for path in files)

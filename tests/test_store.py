@@ -153,7 +153,8 @@ def test_record_fields(tmp_path: Path) -> None:
     assert len(record["inputs"]) == 2
     assert record["inputs"][0] == numbers_key
     assert record["inputs"][1].startswith("constant:")
-    created = datetime.datetime.strptime(record["created"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=datetime.timezone.utc)
+    created = datetime.datetime.strptime(record["created"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    created = created.replace(tzinfo=datetime.timezone.utc)
     assert before <= created <= after
     assert isinstance(record["seconds"], (int, float)) and 0 <= record["seconds"] < 60
     assert record["bytes"] == len(payload) == run.records[-1].bytes

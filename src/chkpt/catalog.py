@@ -202,20 +202,21 @@ class Store:
         """
         reachable = None if keep_reachable is None else _reachable(keep_reachable)
         budget = None if max_bytes is None else _max_bytes(max_bytes)
-        defaults = reachable is None and budget is None
-        keep = _keep_last(keep_last) if keep_last is not None else (1 if defaults else 0)
+        keep = _keep_last(keep_last) if keep_last is not None else (1 if reachable is None else 0)
         age = None if older_than is None else _seconds(older_than)
+        scanned = time.time()  # before the listing: a marker written later was stored again meanwhile
         folders = self._listing.scan()
         selected = None if stages is None else _selection(stages, folders, self.root, "gc(stages=...)")
         now = time.time()
         doomed: set[tuple[str, str]] = set()
-        if keep_last is not None or age is not None or budget is None:  # a budget alone removes only for room
+        # max_bytes alone removes only what makes room; with any other rule, those rules apply as without it
+        if keep_last is not None or age is not None or reachable is not None or budget is None:
             doomed = {(cp.stage, cp.key) for cp, _ in _due(folders, selected, keep, age, now)}
         if reachable is not None:
             doomed -= reachable
         if budget is not None:
             doomed |= _over_budget(folders, selected, doomed, budget, keep if keep_last is not None else 0, reachable)
-        return self._collect(folders, selected, doomed, dry_run, now, tidy=True, probes=stages is None)
+        return self._collect(folders, selected, doomed, dry_run, now, scanned, tidy=True, probes=stages is None)
 
     def remove(
         self, stage: str | Stage[..., Any], keys: Iterable[str] | None = None, dry_run: bool = False
@@ -223,6 +224,7 @@ class Store:
         """Remove a stage's checkpoints: all of them, or those whose keys are given (whole keys, as listed), each
         under its key's lock as gc does (one a running pipeline holds is kept, in `skipped_locked`). A stage with
         no folder here, or a key it does not have, is a ConfigError, raised before anything is removed."""
+        scanned = time.time()
         folders = self._listing.scan()
         selected = _selection([stage], folders, self.root, "remove(stage)")
         listed = {cp.key: cp for cp, _ in _ranked(folders, selected)}
@@ -234,7 +236,7 @@ class Store:
             name = stage.name if isinstance(stage, Stage) else stage
             raise ConfigError(f"stage {name!r} has no checkpoint with key {unknown[0]!r} in {self.root!r}")
         doomed = {(listed[key].stage, key) for key in wanted}
-        return self._collect(folders, selected, doomed, dry_run, time.time(), tidy=False, probes=False)
+        return self._collect(folders, selected, doomed, dry_run, time.time(), scanned, tidy=False, probes=False)
 
     def record(self, checkpoint: Checkpoint) -> dict[str, Any]:
         """A listed checkpoint's record (what stored it, when, its codec, size and checksum), read without
@@ -256,11 +258,13 @@ class Store:
         doomed: set[tuple[str, str]],
         dry_run: bool,
         now: float,
+        scanned: float,
         tidy: bool,
         probes: bool,
     ) -> Collected:
         """Remove the `doomed` checkpoints (by stage and key) of the selected folders and, with `tidy`, what crashed
-        writes left there an hour ago or more (with `probes`, in the store's root too)."""
+        writes left there an hour ago or more (with `probes`, in the store's root too). A checkpoint whose marker
+        was written at `scanned` or later was stored again after the listing began, and is kept."""
         due: dict[str, list[Checkpoint]] = {}
         for cp, where in _ranked(folders, selected):
             if (cp.stage, cp.key) in doomed:
@@ -292,7 +296,7 @@ class Store:
                 continue
             gone = set()
             for cp in going:
-                outcome = listing.remove(folder, cp, now)
+                outcome = listing.remove(folder, cp, scanned)
                 if outcome == "removed":
                     removed.append(cp)
                     gone.add(cp.key)

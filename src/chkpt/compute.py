@@ -164,9 +164,16 @@ def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
         "format": step.format,
         "codec": step.format,
         "inputs": input_keys(step, steps),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "created": created_now(),
         "why": step.anatomy,
     }
+
+
+def created_now() -> str:
+    """A record's `created`: UTC to the microsecond, so that gc's "newest" is right for checkpoints of a stage
+    stored within one second (a sweep, a quick rerun)."""
+    now = time.time()
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
 
 
 def input_keys(step: Step, steps: list[Step]) -> list[str]:

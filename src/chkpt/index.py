@@ -166,7 +166,8 @@ def _replace(path: str, data: bytes, seen: int) -> None:
 
 
 def created_seconds(text: object) -> float | None:
-    """Unix seconds from a record's `created` ("%Y-%m-%dT%H:%M:%SZ", UTC), or None if it is not one."""
+    """Unix seconds from a record's `created` ("%Y-%m-%dT%H:%M:%S.ffffffZ", UTC; older records are to the second),
+    or None if it is not one."""
     if not isinstance(text, str) or not text.endswith("Z"):
         return None
     import datetime  # only when a checkpoint is stored or listed: `import chkpt` does not load it

@@ -152,7 +152,8 @@ class LocalListing:
                 continue
             folder = Folder(entry.name, entry.path)
             _read_folder(folder)
-            folders.append(folder)
+            if _is_chkpts(folder):
+                folders.append(folder)
         return folders
 
     def probes(self) -> list[Leftover]:
@@ -178,7 +179,7 @@ class LocalListing:
         """Remove one checkpoint while holding its key's lock, so that no run stores that key meanwhile: its
         marker first, made durable, then its value files. Returns "removed", "locked" (a run holds the key), or
         "kept" (gone already, or stored again since the scan at `scanned`)."""
-        return _remove(self, self._store.lock(folder.name, cp.key), cp, lambda: _older(cp.files[0], scanned))
+        return _remove(self, self._store.lock(folder.name, cp.key), cp, lambda: _unchanged(folder, cp, scanned))
 
     def record(self, cp: Checkpoint) -> dict[str, Any]:
         """A checkpoint's record, from its marker; StoreError if that is no record of chkpt's for its key."""
@@ -238,13 +239,23 @@ def _remove(
         lock.__exit__(None, None, None)
 
 
-def _older(marker: str, scanned: float) -> bool:
-    """Whether a marker was last written before `scanned` (else a run stored its key again after gc looked: it is
-    new, not old)."""
+def _unchanged(folder: Folder, cp: Checkpoint, scanned: float) -> bool:
+    """Whether a checkpoint's marker is still the file the listing saw: the same inode (a store writes a marker
+    anew and renames it into place), or, where the listing has no inode for it, written before the listing began
+    at `scanned`. Else a run stored the key again while gc looked: it is new, not old."""
+    entry = folder.entries.get(cp.key)
     try:
-        return os.stat(marker).st_mtime < scanned
+        status = os.stat(cp.files[0])
     except FileNotFoundError:
         return False
+    return status.st_ino == entry[1] if entry is not None else status.st_mtime < scanned
+
+
+def _is_chkpts(folder: Folder) -> bool:
+    """Whether a folder in the store is a stage folder: it has an index (every store since 0.1 writes one) or a
+    checkpoint whose record is chkpt's. A folder of the user's own (downloads named by their md5, say) is
+    neither, and nothing in it is listed or removed."""
+    return any(named for _, named in folder.checkpoints) or os.path.isfile(os.path.join(folder.path, ".index"))
 
 
 def _is_probe(name: str) -> bool:
