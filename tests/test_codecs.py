@@ -352,6 +352,38 @@ def test_pandas_round_trips(tmp_path: Path, make: Callable[[], Any]) -> None:
     assert list(loaded.dtypes) == list(frame.dtypes)
 
 
+class Tagged(pd.DataFrame):  # type: ignore[misc]
+    """A DataFrame subclass (as libraries make): Parquet would load it as a plain DataFrame."""
+
+
+PARQUET_CHANGES: dict[str, Callable[[], Any]] = {
+    "bool column labels": lambda: pd.DataFrame({True: [1], False: [2]}),
+    "int categories": lambda: pd.DataFrame({"c": pd.Categorical([3, 1], categories=[3, 2, 1], ordered=True)}),
+    "ints in an object column": lambda: pd.DataFrame({"o": pd.Series([2**62, 1], dtype=object)}),
+    "an index's freq": lambda: pd.DataFrame({"x": [1, 2]}, index=pd.date_range("2024-01-01", periods=2, freq="D")),
+    "a datetime's unit": lambda: pd.DataFrame({"t": pd.to_datetime(["2024-01-01"]).astype("datetime64[s]")}),
+    "a tuple in attrs": lambda: with_attrs(pd.DataFrame({"x": [1]}), pair=(1, 2)),
+    "an int index name": lambda: pd.DataFrame({"x": [1]}, index=pd.Index(["a"], name=0)),
+    "labels Parquet cannot read back": lambda: pd.DataFrame({1: [1], "1": [2]}),
+    "a subclass": lambda: Tagged({"x": [1]}),
+}
+
+
+def with_attrs(frame: Any, **attrs: Any) -> Any:
+    frame.attrs.update(attrs)
+    return frame
+
+
+@pytest.mark.parametrize("case", PARQUET_CHANGES, ids=list(PARQUET_CHANGES))
+def test_pandas_refuses_a_frame_that_would_load_changed(tmp_path: Path, case: str) -> None:
+    frame = PARQUET_CHANGES[case]()
+    with pytest.raises(chkpt.SerializationError, match=r"stage 'value': format 'pandas'.*format='pickle'"):
+        Source(frame, format="pandas").run(tmp_path)
+    assert stage_files(tmp_path) <= {INDEX}
+    _, loaded = round_trip(tmp_path / "pickled", frame, "pickle")
+    pd.testing.assert_frame_equal(loaded, frame, check_exact=True, check_freq=True)
+
+
 AUTO_CASES: dict[str, tuple[Callable[[], Any], str, str]] = {
     "ndarray": (lambda: np.arange(5.0), "npy", "numpy"),
     "dataframe": (lambda: pd.DataFrame({"a": [1, 2]}), "parquet", "pandas"),
