@@ -295,6 +295,26 @@ NUMPY_CASES: dict[str, Callable[[], np.ndarray[Any, Any]]] = {
 }
 
 
+def test_numpy_refuses_a_dtype_whose_header_np_load_would_refuse(tmp_path: Path) -> None:
+    wide = np.zeros(2, dtype=[(f"field_{i:03d}", "<f8") for i in range(600)])
+    with pytest.raises(chkpt.SerializationError, match=r"stage 'value'.*header.*10,000 bytes.*format='pickle'"):
+        Source(wide, format="numpy").run(tmp_path)
+    narrow = np.zeros(2, dtype=[(f"f{i}", "<f8") for i in range(50)])
+    _, loaded = round_trip(tmp_path / "narrow", narrow, "numpy")
+    assert loaded.dtype == narrow.dtype
+
+
+def test_numpy_stores_a_slice_of_a_memory_mapped_input(tmp_path: Path) -> None:
+    up = chkpt.Stage(lambda: np.arange(5.0), name="up", version=1, format="numpy", mmap=True)
+    down = chkpt.Stage(lambda a: a[2:], name="down", version=1, format="numpy")
+    pipeline = up >> down
+    pipeline.run(config(tmp_path, store=["up"]))
+    run = pipeline.run(config(tmp_path, load=True))  # up loads as a memmap; down returns a slice of it
+    assert outcomes(run) == [("up", "loaded"), ("down", "stored")]
+    loaded = pipeline.run(config(tmp_path, load=True)).value
+    np.testing.assert_array_equal(loaded, [2.0, 3.0, 4.0])
+
+
 def test_numpy_refuses_an_array_subclass_it_would_load_as_a_plain_array(tmp_path: Path) -> None:
     masked = np.ma.array([1.0, 2.0, 3.0], mask=[False, True, False])  # .npy would drop the mask
     with pytest.raises(chkpt.SerializationError, match=r"stage 'value'.*MaskedArray.*np\.asarray") as info:
@@ -1274,3 +1294,17 @@ def test_durable_false_writes_without_fsync(
     assert source.calls == 1
     assert chkpt.Config(durable=False).durable is False
     assert chkpt.Config().durable is True
+
+
+def test_a_json_value_too_deep_to_decode_here_is_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # a value stored from a shallow stack may be too deep to decode from a deeper one (a notebook, a test runner)
+    source = Source([[[1]]], format="json")
+    source.run(tmp_path)
+
+    def too_deep(self: Any, data: bytes) -> Any:
+        raise RecursionError("maximum recursion depth exceeded")
+
+    monkeypatch.setattr(chkpt.codecs.JsonCodec, "decode", too_deep)
+    with pytest.warns(chkpt.ChkptWarning, match="nested too deep to decode here"):
+        run = source.run(tmp_path, load=True)
+    assert run.value == [[[1]]] and source.calls == 2

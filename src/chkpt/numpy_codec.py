@@ -21,6 +21,12 @@ if TYPE_CHECKING:
 _CHUNK = 8 * 1024 * 1024
 
 
+# A memory-mapped array (an input loaded with mmap=True, or a slice of one) is an ndarray in all but its buffer, and
+# loads as one; other subclasses (np.matrix, masked arrays) lose what makes them so.
+_PLAIN = (np.ndarray, np.memmap)
+_HEADER_LIMIT = 9_000  # np.load's default max_header_size is 10,000; the header adds padding and a newline
+
+
 class NumpyCodec:
     """An ndarray (not of dtype object, which would need pickle) as .npy. `read(file, mmap=True)` returns a
     read-only memory map of the checkpoint instead of an array in memory."""
@@ -29,12 +35,12 @@ class NumpyCodec:
     extension = "npy"
 
     def can_store(self, value: Any) -> bool:
-        return type(value) is np.ndarray and not value.dtype.hasobject
+        return type(value) in _PLAIN and not value.dtype.hasobject
 
     def write(self, value: Any, file: BinaryIO) -> None:
         if not isinstance(value, np.ndarray):
             raise SerializationError(f"format 'numpy' stores a numpy.ndarray, not a {type(value).__name__}")
-        if type(value) is not np.ndarray:
+        if type(value) not in _PLAIN:
             # .npy keeps the data, not the subclass: a np.matrix would load as an ndarray, and `*` would change
             # meaning for the stages that use it
             raise SerializationError(
@@ -45,6 +51,12 @@ class NumpyCodec:
             raise SerializationError(
                 f"format 'numpy' cannot store an array of dtype {value.dtype} (it holds Python objects); "
                 "use format='pickle'"
+            )
+        header = len(repr(np.lib.format.header_data_from_array_1_0(value)))
+        if header > _HEADER_LIMIT:
+            raise SerializationError(
+                f"format 'numpy' cannot store an array whose .npy header is {header:,} bytes (its dtype has "
+                f"{len(value.dtype.descr)} fields): np.load refuses headers over 10,000 bytes; use format='pickle'"
             )
         np.save(file, value, allow_pickle=False)
 

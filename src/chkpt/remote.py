@@ -129,6 +129,8 @@ class RemoteStore:
                 return codec.decode(payload), len(payload), inline_seconds(data)  # type: ignore[attr-defined]
             except ValueError as exc:
                 raise Damaged(f"its value does not decode: {exc}") from None
+            except RecursionError:
+                raise Damaged("its value is nested too deep to decode here") from None
         record = self.read_record(stage_name, key, format_name)
         codec = codec_for_record(record, format_name)
         data = self._fetch(self.path(stage_name, key, codec.extension))

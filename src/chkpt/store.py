@@ -297,6 +297,9 @@ class LocalStore:
                     value = codec.decode(payload)  # type: ignore[attr-defined]
                 except ValueError as exc:
                     raise Damaged(f"its value does not decode: {exc}") from None
+                except RecursionError:
+                    # stored from a shallower stack than this load's: it cannot be loaded here, so it is computed
+                    raise Damaged("its value is nested too deep to decode here") from None
                 _note_use(file.fileno(), self.folder(stage_name), key)
             return value, len(payload), inline_seconds(data)
         record, where = self._read_record(stage_name, key, format_name)
