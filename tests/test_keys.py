@@ -572,6 +572,12 @@ def test_editing_a_helper_changes_the_key_of_the_stages_that_call_it(
 # Each case: the files, the stage attribute, an edit that changes what the stage returns (file, old, new). The edit
 # must change the key; reloading the same files must keep it.
 
+
+def one(source: str, old: str, new: str) -> tuple[dict[str, str], str, str, str]:
+    """A case whose stages and edit are in one module."""
+    return {"PFX_stages": source}, "PFX_stages", old, new
+
+
 REACHED: dict[str, tuple[dict[str, str], str, str, str]] = {
     "a list imported from another module": (
         {
@@ -605,269 +611,230 @@ REACHED: dict[str, tuple[dict[str, str], str, str, str]] = {
         "['a', 'b']",
         "['a', 'b', 'c']",
     ),
-    "a list assigned inside a module-level if": (
-        {
-            "PFX_stages": """
-            import sys
+    "a list assigned inside a module-level if": one(
+        """
+        import sys
 
-            import chkpt
+        import chkpt
 
-            if sys.byteorder:
-                COLUMNS = ['a', 'b']
-            else:
-                COLUMNS = ['a']
+        if sys.byteorder:
+            COLUMNS = ['a', 'b']
+        else:
+            COLUMNS = ['a']
 
-            @chkpt.Stage.wrap()
-            def s():
-                return list(COLUMNS)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return list(COLUMNS)
+        """,
         "COLUMNS = ['a', 'b']",
         "COLUMNS = ['a', 'b', 'c']",
     ),
-    "a helper wrapped by functools.lru_cache": (
-        {
-            "PFX_stages": """
-            import functools
+    "a helper wrapped by functools.lru_cache": one(
+        """
+        import functools
 
-            import chkpt
+        import chkpt
 
-            @functools.lru_cache(maxsize=None)
-            def helper(x):
-                return x * 2
+        @functools.lru_cache(maxsize=None)
+        def helper(x):
+            return x * 2
 
-            @chkpt.Stage.wrap()
-            def s():
-                return helper(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return helper(5)
+        """,
         "x * 2",
         "x * 3",
     ),
-    "a helper wrapped by a class-based decorator": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a helper wrapped by a class-based decorator": one(
+        """
+        import chkpt
 
-            class traced:
-                def __init__(self, func):
-                    self.func = func
+        class traced:
+            def __init__(self, func):
+                self.func = func
 
-                def __call__(self, *args):
-                    return self.func(*args)
+            def __call__(self, *args):
+                return self.func(*args)
 
-            @traced
-            def helper(x):
-                return x * 2
+        @traced
+        def helper(x):
+            return x * 2
 
-            @chkpt.Stage.wrap()
-            def s():
-                return helper(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return helper(5)
+        """,
         "x * 2",
         "x * 3",
     ),
-    "a method of a module-level instance's class": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a method of a module-level instance's class": one(
+        """
+        import chkpt
 
-            class Model:
-                def __init__(self, k):
-                    self.k = k
+        class Model:
+            def __init__(self, k):
+                self.k = k
 
-                def predict(self, x):
-                    return x * self.k
+            def predict(self, x):
+                return x * self.k
 
-            MODEL = Model(2)
+        MODEL = Model(2)
 
-            @chkpt.Stage.wrap()
-            def s():
-                return MODEL.predict(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return MODEL.predict(5)
+        """,
         "x * self.k",
         "x * self.k + 1",
     ),
-    "a function a module-level partial wraps": (
-        {
-            "PFX_stages": """
-            import functools
+    "a function a module-level partial wraps": one(
+        """
+        import functools
 
-            import chkpt
+        import chkpt
 
-            def power(x, e):
-                return x ** e
+        def power(x, e):
+            return x ** e
 
-            SQUARE = functools.partial(power, e=2)
+        SQUARE = functools.partial(power, e=2)
 
-            @chkpt.Stage.wrap()
-            def s():
-                return SQUARE(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return SQUARE(5)
+        """,
         "x ** e",
         "x ** e + 1",
     ),
-    "a helper that builds a module-level list": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a helper that builds a module-level list": one(
+        """
+        import chkpt
 
-            def make_columns():
-                return ['a', 'b']
+        def make_columns():
+            return ['a', 'b']
 
-            COLUMNS = make_columns()
+        COLUMNS = make_columns()
 
-            @chkpt.Stage.wrap()
-            def s():
-                return list(COLUMNS)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return list(COLUMNS)
+        """,
         "['a', 'b']",
         "['a', 'c']",
     ),
-    "a function in a module-level dict": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a function in a module-level dict": one(
+        """
+        import chkpt
 
-            def double(x):
-                return x * 2
+        def double(x):
+            return x * 2
 
-            OPS = {'double': double}
+        OPS = {'double': double}
 
-            @chkpt.Stage.wrap()
-            def s():
-                return OPS['double'](5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return OPS['double'](5)
+        """,
         "x * 2",
         "x * 3",
     ),
-    "a list built from another module-level list": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a list built from another module-level list": one(
+        """
+        import chkpt
 
-            BASE = ['a']
-            COLUMNS = BASE + ['b']
+        BASE = ['a']
+        COLUMNS = BASE + ['b']
 
-            @chkpt.Stage.wrap()
-            def s():
-                return list(COLUMNS)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return list(COLUMNS)
+        """,
         "BASE = ['a']",
         "BASE = ['z']",
     ),
-    "an inherited method": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "an inherited method": one(
+        """
+        import chkpt
 
-            class Base:
-                def f(self, x):
-                    return x * 2
-
-            class Child(Base):
-                pass
-
-            @chkpt.Stage.wrap()
-            def s():
-                return Child().f(5)
-            """,
-        },
-        "PFX_stages",
-        "x * 2",
-        "x * 3",
-    ),
-    "a helper a staticmethod calls": (
-        {
-            "PFX_stages": """
-            import chkpt
-
-            def helper(x):
+        class Base:
+            def f(self, x):
                 return x * 2
 
-            class Ops:
-                @staticmethod
-                def run(x):
-                    return helper(x)
+        class Child(Base):
+            pass
 
-            @chkpt.Stage.wrap()
-            def s():
-                return Ops.run(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return Child().f(5)
+        """,
         "x * 2",
         "x * 3",
     ),
-    "a method a bound-method stage calls": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a helper a staticmethod calls": one(
+        """
+        import chkpt
 
-            class Model:
-                def __init__(self, k):
-                    self.k = k
+        def helper(x):
+            return x * 2
 
-                def helper(self, x):
-                    return x * self.k
+        class Ops:
+            @staticmethod
+            def run(x):
+                return helper(x)
 
-                def run(self):
-                    return self.helper(5)
+        @chkpt.Stage.wrap()
+        def s():
+            return Ops.run(5)
+        """,
+        "x * 2",
+        "x * 3",
+    ),
+    "a method a bound-method stage calls": one(
+        """
+        import chkpt
 
-            s = chkpt.Stage(Model(2).run, name='s')
-            """,
-        },
-        "PFX_stages",
+        class Model:
+            def __init__(self, k):
+                self.k = k
+
+            def helper(self, x):
+                return x * self.k
+
+            def run(self):
+                return self.helper(5)
+
+        s = chkpt.Stage(Model(2).run, name='s')
+        """,
         "x * self.k",
         "x * self.k + 1",
     ),
-    "a class attribute a classmethod stage reads": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a class attribute a classmethod stage reads": one(
+        """
+        import chkpt
 
-            class Model:
-                K = 2
+        class Model:
+            K = 2
 
-                @classmethod
-                def run(cls):
-                    return 5 * cls.K
+            @classmethod
+            def run(cls):
+                return 5 * cls.K
 
-            s = chkpt.Stage(Model.run, name='s')
-            """,
-        },
-        "PFX_stages",
+        s = chkpt.Stage(Model.run, name='s')
+        """,
         "K = 2",
         "K = 3",
     ),
-    "a helper given as a default argument": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a helper given as a default argument": one(
+        """
+        import chkpt
 
-            def helper(x):
-                return x * 2
+        def helper(x):
+            return x * 2
 
-            @chkpt.Stage.wrap()
-            def s(fn=helper):
-                return fn(5)
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s(fn=helper):
+            return fn(5)
+        """,
         "x * 2",
         "x * 3",
     ),
@@ -893,45 +860,39 @@ REACHED: dict[str, tuple[dict[str, str], str, str, str]] = {
         "x * 2",
         "x * 3",
     ),
-    "an instance captured by a closure": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "an instance captured by a closure": one(
+        """
+        import chkpt
 
-            class Model:
-                def predict(self, x):
-                    return x * 2
+        class Model:
+            def predict(self, x):
+                return x * 2
 
-            def make_stage(model):
-                def s():
-                    return model.predict(5)
-                return chkpt.Stage(s)
+        def make_stage(model):
+            def s():
+                return model.predict(5)
+            return chkpt.Stage(s)
 
-            s = make_stage(Model())
-            """,
-        },
-        "PFX_stages",
+        s = make_stage(Model())
+        """,
         "x * 2",
         "x * 3",
     ),
-    "a class whose name a nested class shares": (
-        {
-            "PFX_stages": """
-            import chkpt
+    "a class whose name a nested class shares": one(
+        """
+        import chkpt
 
+        class Config:
+            SCALE = 2
+
+        class Model:
             class Config:
-                SCALE = 2
+                frozen = True
 
-            class Model:
-                class Config:
-                    frozen = True
-
-            @chkpt.Stage.wrap()
-            def s():
-                return Config.SCALE * 10
-            """,
-        },
-        "PFX_stages",
+        @chkpt.Stage.wrap()
+        def s():
+            return Config.SCALE * 10
+        """,
         "SCALE = 2",
         "SCALE = 3",
     ),
