@@ -1901,3 +1901,81 @@ def test_a_bound_int_too_long_for_str_is_keyed_shown_and_sent_to_a_worker(tmp_pa
     config = chkpt.Config(dir=tmp_path, load=True, verbose=False, executor="processes", workers=1)
     assert pipeline.run(config).value == 10**5000 % 7
     assert [r.outcome for r in pipeline.run(config).records] == ["loaded"]
+
+
+ODD_OBJECTS = {
+    "a proxy whose __getattr__ makes a new callable for every name": """
+    import chkpt
+
+    class Path:
+        def __init__(self, parts=()):
+            self.parts = parts
+
+        def __getattr__(self, name):
+            return Path(self.parts + (name,))
+
+        def __call__(self, *args):
+            return ".".join(self.parts)
+
+    ROOT = Path()
+
+    @chkpt.Stage.wrap()
+    def s():
+        return ROOT.users.name()
+    """,
+    "settings whose __getattr__ raises KeyError": """
+    import chkpt
+
+    class Settings:
+        def __init__(self, values):
+            self.__dict__["values"] = values
+
+        def __getattr__(self, name):
+            return self.__dict__["values"][name]
+
+    SETTINGS = Settings({"rate": 2})
+
+    @chkpt.Stage.wrap()
+    def s():
+        return SETTINGS.rate
+    """,
+    "a lazy proxy whose factory fails (it must not be called)": """
+    import chkpt
+
+    class Lazy:
+        def __init__(self, factory):
+            self.__dict__["factory"] = factory
+
+        def __getattr__(self, name):
+            return getattr(self.__dict__["factory"](), name)
+
+    def connect():
+        raise ConnectionError("database unreachable")
+
+    DB = Lazy(connect)
+
+    @chkpt.Stage.wrap()
+    def s(use_db=False):
+        return DB.query() if use_db else 1
+    """,
+    "a script imported in the body on a branch that never runs": """
+    import chkpt
+
+    @chkpt.Stage.wrap()
+    def s(rarely=False):
+        if rarely:
+            import PFX_script
+        return 1
+    """,
+    "a thousand module-level lists each built from the one before": "import chkpt\nSTEP0 = [0]\n"
+    + "".join(f"STEP{i} = STEP{i - 1} + [{i}]\n" for i in range(1, 1000))
+    + "\n@chkpt.Stage.wrap()\ndef s():\n    return len(STEP999)\n",
+}
+
+
+@pytest.mark.parametrize("case", ODD_OBJECTS, ids=list(ODD_OBJECTS))
+def test_planning_neither_runs_nor_trips_over_the_users_objects(modules: Modules, tmp_path: Path, case: str) -> None:
+    files = {"PFX_stages": ODD_OBJECTS[case], "PFX_script": "import sys\nsys.exit('usage: script --n N')\n"}
+    loaded = modules.load(files)
+    first = key_of(loaded.s, tmp_path)
+    assert key_of(loaded.s, tmp_path) == first

@@ -264,7 +264,8 @@ class _Walk:
 
             try:
                 module = importlib.import_module(name)
-            except Exception:  # the stage will raise it if it runs; a plan that loads its checkpoint need not
+            except (Exception, SystemExit):  # the stage will raise it if it runs (a script's argparse exits);
+                # a plan that loads its checkpoint need not
                 return b"unimportable:" + name.encode()
         return self.module_reference(module, names)
 
@@ -289,26 +290,26 @@ class _Walk:
     def object_reference(self, value: Any) -> bytes:
         """An object's type; the code an object of the user's class runs (its class, the functions it holds)
         and a wrapper's function (a partial's, an lru_cache's) are followed; a package's object counts by the
-        package's version."""
+        package's version. Only what the object holds itself is read (never an attribute it might compute: a
+        proxy's `__getattr__` may connect to a database or return a new object for every name)."""
         kind = type(value)
         found = b"object:" + _qualified_name(kind).encode()
         if id(value) in self.objects:  # an object that wraps itself, or objects that wrap each other
             return found
         self.objects.add(id(value))
-        wrapped = getattr(value, "func", None) if isinstance(value, functools.partial) else None
-        wrapped = wrapped or getattr(value, "__wrapped__", None)
-        if wrapped is not None and callable(wrapped) and not isinstance(wrapped, types.ModuleType):
+        held = _held(value)
+        wrapped = value.func if isinstance(value, functools.partial) else held.get("__wrapped__")
+        if isinstance(wrapped, (types.FunctionType, functools.partial)):
             found += b";wraps:" + self.reference(wrapped)
-        module = getattr(value, "__module__", None)
-        module = module if isinstance(module, str) else kind.__module__
-        origin = module_origin(module)
-        if origin == "package":
+        # a builtin function says where it comes from (np.array is numpy's); anything else, by its type
+        module = value.__module__ if isinstance(value, types.BuiltinFunctionType) else kind.__module__
+        if not isinstance(module, str):
+            module = kind.__module__
+        if module_origin(module) == "package":
             found += b"@" + package_version(module)
         elif module_origin(kind.__module__) == "user":
             self.pending.append(kind)
-            held = getattr(value, "__dict__", None)
-            if isinstance(held, dict):
-                self.pending.extend(v for v in held.values() if isinstance(v, types.FunctionType))
+            self.pending.extend(v for v in held.values() if isinstance(v, types.FunctionType))
         return found
 
     def module_reference(self, module: types.ModuleType, names: tuple[str, ...]) -> bytes:
@@ -342,30 +343,47 @@ class _Walk:
 
     def assignment(self, namespace: dict[str, Any], filename: str, name: str) -> bytes:
         """The module-level statements that assign an object the code reads, and what they read in turn (the
-        helper that builds it, the class it instantiates, another object); a name imported from another of the
-        user's modules, the statements there."""
-        if (filename, name) in self.assigned:
-            return b"seen"
-        self.assigned.add((filename, name))
-        found = assignment_source(filename, namespace, name)
-        if found is None:
-            origin = imported_from(filename, namespace, name)
-            module = sys.modules.get(origin[0]) if origin is not None else None
-            source_file = getattr(module, "__file__", None)
-            if origin is None or module is None or not source_file or module_origin(origin[0]) != "user":
-                return b""
-            return f"from {module_identity(origin[0])}:".encode() + self.assignment(
-                vars(module), source_file, origin[1]
-            )
-        text, reads = found
-        pieces = [text.encode("utf-8", "surrogatepass")]
-        for read in reads:
-            if read != name and read in namespace:
-                value = namespace[read]
-                pieces.append(read.encode() + b"=" + self.reference(value, reads))
-                if _is_object(value):
-                    pieces.append(self.assignment(namespace, filename, read))
+        helper that builds it, the class it instantiates, another object); for a name imported from another of
+        the user's modules, the statements there. A worklist, not recursion: objects built from objects may
+        chain a thousand statements deep."""
+        pieces: list[bytes] = []
+        pending = [(namespace, filename, name)]
+        while pending:
+            where, file, wanted = pending.pop()
+            if (file, wanted) in self.assigned:
+                pieces.append(b"seen")
+                continue
+            self.assigned.add((file, wanted))
+            found = assignment_source(file, where, wanted)
+            if found is None:
+                origin = imported_from(file, where, wanted)
+                module = sys.modules.get(origin[0]) if origin is not None else None
+                source_file = getattr(module, "__file__", None)
+                if origin is not None and module is not None and source_file and module_origin(origin[0]) == "user":
+                    pieces.append(f"from {module_identity(origin[0])}:".encode())
+                    pending.append((vars(module), source_file, origin[1]))
+                continue
+            text, reads = found
+            pieces.append(text.encode("utf-8", "surrogatepass"))
+            built_from = []
+            for read in reads:
+                if read != wanted and read in where:
+                    value = where[read]
+                    pieces.append(read.encode() + b"=" + self.reference(value, reads))
+                    if _is_object(value):
+                        built_from.append((where, file, read))
+            pending.extend(reversed(built_from))
         return b"\n".join(pieces)
+
+
+def _held(value: Any) -> dict[str, Any]:
+    """The attributes an object holds in its own `__dict__` (none if it has none), read without calling its
+    `__getattr__`."""
+    try:
+        held = object.__getattribute__(value, "__dict__")
+    except Exception:  # no __dict__ (slots, builtins), or an object that refuses even that
+        return {}
+    return held if isinstance(held, dict) else {}
 
 
 class _Parts:
