@@ -972,7 +972,9 @@ def test_an_installed_packages_object_counts_by_the_packages_version(
     loaded = modules.load(files)
     before = {name: key_of(getattr(loaded, name), tmp_path) for name in stages}
     monkeypatch.setattr(chkpt_modules, "_versions", {})
-    monkeypatch.setattr(np, "__version__", "99.0.0")  # as an upgrade would
+    monkeypatch.setattr(chkpt_modules, "_installed", {})
+    monkeypatch.setattr(np, "__version__", "99.0.0")  # as an upgrade would, and its metadata
+    monkeypatch.setattr(chkpt_modules, "_distribution_version", lambda top: "99.0.0")
     loaded = modules.load(files)
     after = {name: key_of(getattr(loaded, name), tmp_path) for name in stages}
     assert all(after[name] != before[name] for name in stages), (before, after)
@@ -1979,3 +1981,42 @@ def test_planning_neither_runs_nor_trips_over_the_users_objects(modules: Modules
     loaded = modules.load(files)
     first = key_of(loaded.s, tmp_path)
     assert key_of(loaded.s, tmp_path) == first
+
+
+IN_BODY = {
+    "PFX_pkg/__init__": "",
+    "PFX_pkg/helpers": """
+    def clean(x):
+        return x * 3
+    """,
+    "PFX_pkg/stages": """
+    import chkpt
+
+    @chkpt.Stage.wrap()
+    def s():
+        from . import helpers
+
+        return helpers.clean(2)
+    """,
+}
+
+
+def test_a_module_imported_from_a_package_in_the_body_keeps_its_key_once_run(modules: Modules, tmp_path: Path) -> None:
+    loaded = modules.load(IN_BODY, main="PFX_pkg.stages")
+    first = key_of(loaded.s, tmp_path)  # plans import PFX_pkg.helpers to follow it, as the run does
+    assert loaded.s.func() == 6
+    assert key_of(loaded.s, tmp_path) == first
+    edited_module = modules.load(edited(IN_BODY, "PFX_pkg/helpers", "x * 3", "x * 1000"), main="PFX_pkg.stages")
+    assert key_of(edited_module.s, tmp_path) != first
+
+
+def test_a_package_imported_in_the_body_has_one_key_whether_imported_yet_or_not(tmp_path: Path) -> None:
+    # yaml is PyYAML's import name (the test extras bring it): its version must not depend on it being imported
+    code = (
+        "import importlib, sys, chkpt\n"
+        "if sys.argv[1] == 'first':\n    importlib.import_module('yaml')\n"
+        "@chkpt.Stage.wrap()\ndef s():\n    import yaml\n    return 1\n"
+        "print((() >> s).run(chkpt.Config(store=False, verbose=False)).records[-1].key)\n"
+    )
+    keys = {python(["-c", code, order], tmp_path).strip() for order in ("first", "not")}
+    assert len(keys) == 1, keys

@@ -21,7 +21,7 @@ import types
 
 from . import canonical
 from .errors import ChkptError, PipelineError, add_note
-from .modules import module_identity, module_origin, package_version
+from .modules import installed_version, module_identity, module_origin, package_version
 from .shown import short_repr
 from .source import assignment_source, class_source, imported_from, imports_in, own_digest
 from .stage import Stage
@@ -246,7 +246,9 @@ class _Walk:
                 if parts is not None:
                     module = module_identity(func.__globals__.get("__name__") or "?")
                     parts.add(f"{_kind(reference)} {module}.{name}", reference + statement)
-        for imported in imports_in(code, func.__globals__):
+        # submodules first: importing pkg.helpers puts `helpers` in pkg, which a reference to pkg then sees as a
+        # later plan will
+        for imported in sorted(imports_in(code, func.__globals__), key=lambda name: -name.count(".")):
             reference = self.imported(imported, names)
             h.update(b"imports:" + reference)
             if parts is not None:
@@ -256,10 +258,12 @@ class _Walk:
         """A module a function imports in its body, followed as a module it reads as a global. An installed
         package is not imported for this (its version stands for it); one of the user's modules is, if it is
         not yet, as the stage would when it runs: its code can only be fingerprinted once imported."""
+        if module_origin(name) != "user":
+            return b"installed:" + installed_version(name)
         module = sys.modules.get(name)
         if module is None:
-            if module_origin(name) != "user":
-                return b"module:" + package_version(name)
+            if "." in name and not _is_submodule(name):
+                return b""  # `from pkg import clean`: clean is no module; pkg, which is, is followed
             import importlib
 
             try:
@@ -374,6 +378,16 @@ class _Walk:
                         built_from.append((where, file, read))
             pending.extend(reversed(built_from))
         return b"\n".join(pieces)
+
+
+def _is_submodule(name: str) -> bool:
+    """Whether `pkg.name` is a module of the user's package `pkg` (importing `pkg`, as the stage would)."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (Exception, SystemExit):  # the package fails to import: so would the stage
+        return False
 
 
 def _held(value: Any) -> dict[str, Any]:

@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 _origins: dict[str, str] = {}
 _versions: dict[str, bytes] = {}
+_installed: dict[str, bytes] = {}
 
 
 def module_origin(module_name: str) -> str:
@@ -115,6 +116,28 @@ def package_version(module_name: str) -> bytes:
             version = f"{top}=={found}".encode()
         _versions[top] = version
     return version
+
+
+def installed_version(module_name: str) -> bytes:
+    """An installed package's version from its distribution's metadata, the same whether or not the package is
+    imported yet (`package_version` prefers `__version__`, which only an imported package has): for a package
+    a stage imports in its body, which a plan may see imported or not."""
+    top = module_name.partition(".")[0]
+    found = _installed.get(top)
+    if found is None:
+        if module_origin(top) == "stdlib":
+            found = b"stdlib"
+        else:
+            version = _distribution_version(top)
+            if version == "unknown":  # an import name that is not its distribution's (yaml is PyYAML's)
+                from importlib import metadata
+
+                for distribution in metadata.packages_distributions().get(top, ()):
+                    version = _distribution_version(distribution)
+                    break
+            found = f"{top}=={version}".encode()
+        _installed[top] = found
+    return found
 
 
 def _distribution_version(top: str) -> str:

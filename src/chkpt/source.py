@@ -60,7 +60,10 @@ def imports_in(code: types.CodeType, module_globals: dict[str, Any]) -> tuple[st
         if isinstance(inner, ast.Import):
             names.update(dict.fromkeys(alias.name for alias in inner.names))
         elif isinstance(inner, ast.ImportFrom):
-            names[_absolute(inner.module or "", inner.level, module_globals)] = None
+            base = _absolute(inner.module or "", inner.level, module_globals)
+            names[base] = None
+            # `from pkg import helpers` may import the module pkg.helpers
+            names.update(dict.fromkeys(f"{base}.{alias.name}" for alias in inner.names if alias.name != "*"))
     found = tuple(name for name in names if name)
     _imports[id(code)] = (code, found)
     return found
