@@ -93,6 +93,8 @@ class _ModuleSource:
         self.classes: dict[str, list[Any]] = {}
         self.assignments: dict[str, list[Any]] = {}
         self.imports: dict[str, tuple[str, int, str]] = {}
+        self.made_classes: dict[str, str | None] = {}
+        self.made_assignments: dict[str, tuple[str, tuple[str, ...]] | None] = {}
         for statement in _module_level(tree.body):
             if isinstance(statement, (ast.Assign, ast.AnnAssign, ast.AugAssign)):
                 targets = statement.targets if isinstance(statement, ast.Assign) else [statement.target]
@@ -144,9 +146,20 @@ class _ModuleSource:
 
     def class_source(self, qualname: str) -> str | None:
         """The source of the class with this qualified name; of every one, if the module defines it more than
-        once (under an `if`, say), since which of them runs cannot be told from the source."""
-        candidates = self.classes.get(qualname, [])
-        return "\n".join(_unparse_without_decorators(node) for node in candidates) if candidates else None
+        once (under an `if`, say), since which of them runs cannot be told from the source. Made once per
+        version of the file: every stage that uses the class asks for it."""
+        if qualname not in self.made_classes:
+            candidates = self.classes.get(qualname, [])
+            made = "\n".join(_unparse_without_decorators(node) for node in candidates) if candidates else None
+            self.made_classes[qualname] = made
+        return self.made_classes[qualname]
+
+    def assignment(self, name: str) -> tuple[str, tuple[str, ...]] | None:
+        """The normalized statements that assign `name` at module level and the names and attributes they read
+        (see `assignment_source`), made once per version of the file."""
+        if name not in self.made_assignments:
+            self.made_assignments[name] = _assignment(self.assignments.get(name))
+        return self.made_assignments[name]
 
 
 def assignment_source(filename: str, module_globals: dict[str, Any], name: str) -> tuple[str, tuple[str, ...]] | None:
@@ -159,15 +172,19 @@ def assignment_source(filename: str, module_globals: dict[str, Any], name: str) 
     that builds the value, a class it instantiates, another list) is followed by the caller.
     """
     source = _module_source(filename, module_globals)
-    statements = source.assignments.get(name) if source is not None else None
-    if not statements and "__file__" not in module_globals:
+    found = source.assignment(name) if source is not None else None
+    if found is None and "__file__" not in module_globals:
         # A notebook or the REPL: the name may be assigned in another cell; the last one run that assigns it
         # made the value that is there now.
         for cell in reversed(_cells()):
             source = _module_source(cell, module_globals)
-            statements = source.assignments.get(name) if source is not None else None
-            if statements:
+            found = source.assignment(name) if source is not None else None
+            if found is not None:
                 break
+    return found
+
+
+def _assignment(statements: list[Any] | None) -> tuple[str, tuple[str, ...]] | None:
     if not statements:
         return None
     names: dict[str, None] = {}
