@@ -221,10 +221,10 @@ class _Walk:
         if wrapped is not None:
             self.pending.append(wrapped)
         names = _global_names(code)
-        defaults = [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]
-        for value in defaults:
-            if not canonical.is_simple(value):
-                h.update(b"default:" + self.reference(value, names))
+        if func.__defaults__ or func.__kwdefaults__:
+            for value in [*(func.__defaults__ or ()), *(func.__kwdefaults__ or {}).values()]:
+                if not canonical.is_simple(value):
+                    h.update(b"default:" + self.reference(value, names))
         for cell in func.__closure__ or ():
             try:
                 value = cell.cell_contents
@@ -248,7 +248,8 @@ class _Walk:
                     parts.add(f"{_kind(reference)} {module}.{name}", reference + statement)
         # submodules first: importing pkg.helpers puts `helpers` in pkg, which a reference to pkg then sees as a
         # later plan will
-        for imported in sorted(imports_in(code, func.__globals__), key=lambda name: -name.count(".")):
+        imports = imports_in(code, func.__globals__)
+        for imported in sorted(imports, key=lambda name: -name.count(".")) if imports else ():
             reference = self.imported(imported, names)
             h.update(b"imports:" + reference)
             if parts is not None:
