@@ -315,3 +315,11 @@ def test_the_command_is_installed_as_chkpt() -> None:
     assert all(command in done.stdout for command in ("ls", "show", "rm", "gc", "explain", "accept", "graph"))
     version = subprocess.run([found, "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout == f"chkpt {chkpt.__version__}\n"
+
+
+def test_ls_of_a_stage_whose_folder_another_name_shares_names_the_stages_there(tmp_path: Path) -> None:
+    spaced = chkpt.Stage(lambda: 1, name="my stage", version=1)  # kept in the folder my_stage
+    (() >> spaced).run(chkpt.Config(dir=tmp_path, verbose=False))
+    out = ok("ls", "--dir", str(tmp_path), "--stage", "my_stage")
+    assert out == f"no checkpoints of stage 'my_stage' in {tmp_path}; the stages there are ['my stage']\n"
+    assert ok("ls", "--dir", str(tmp_path), "--stage", "my stage").count("\n") == 2  # the header and its row

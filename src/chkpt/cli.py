@@ -148,6 +148,12 @@ def _ls(args: argparse.Namespace, out: TextIO) -> int:
     store = _store(args)
     listed = store.checkpoints(args.stage) if args.stage else store.checkpoints()
     now = time.time()
+    if args.stage and not listed:
+        # the folder is there (a typo is a ConfigError), but its checkpoints are another name's: "my stage" is
+        # kept in my_stage
+        names = sorted({cp.stage for cp in store.checkpoints()})
+        print(f"no checkpoints of stage {args.stage!r} in {store.root}; the stages there are {names}", file=out)
+        return 0
     if args.stage:
         rows = [("key", "created", "age", "size", "last used", "files")]
         rows += [
