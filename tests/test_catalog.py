@@ -61,11 +61,9 @@ def run_days_ago(
     shift = days * DAY
 
     def created_now() -> str:
-        made = real()
-        moment = chkpt.index.created_seconds(made)
+        moment = chkpt.index.created_seconds(real())
         assert moment is not None
-        seconds = moment - shift
-        return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
+        return chkpt.compute.created_at(moment - shift)
 
     with monkeypatch.context() as patch:
         patch.setattr(chkpt.compute, "created_now", created_now)  # which records are dated with, for this run only

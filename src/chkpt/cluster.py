@@ -256,7 +256,7 @@ def _graph(
                 dependencies.append(runner.values[steps[item].key] if held else names[item])
             else:
                 arguments.append(item.value)
-        sources = [steps[i] for i in into[step.number]] if into else []
+        sources = into[step.number]
         task = RemoteStep(
             "compute",
             step.stage,

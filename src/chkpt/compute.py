@@ -170,10 +170,14 @@ def record_fields(step: Step, steps: list[Step]) -> dict[str, Any]:
 
 
 def created_now() -> str:
-    """A record's `created`: UTC to the microsecond, so that gc's "newest" is right for checkpoints of a stage
-    stored within one second (a sweep, a quick rerun)."""
-    now = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1e6):06d}Z"
+    """A record's `created` for now (see `created_at`)."""
+    return created_at(time.time())
+
+
+def created_at(seconds: float) -> str:
+    """A record's `created` for a moment in unix seconds: UTC to the microsecond, so that gc's "newest" is right
+    for checkpoints of a stage stored within one second (a sweep, a quick rerun)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds % 1 * 1e6):06d}Z"
 
 
 def input_keys(step: Step, steps: list[Step]) -> list[str]:
@@ -181,18 +185,18 @@ def input_keys(step: Step, steps: list[Step]) -> list[str]:
     return [steps[i].key if isinstance(i, int) else "constant:" + i.digest.hex()[:32] for i in step.inputs]
 
 
-def watched_inputs(steps: list[Step]) -> list[frozenset[int]] | None:
-    """For each step, the watched steps (files) whose content flows into it, through steps of any action; None if
-    no step is watched. A source that changes during the run must not have a result made from its new content
-    stored under its old content's key, also when the source's own step was loaded or skipped: a stage that
-    reads the file itself would see the new content."""
+def watched_inputs(steps: list[Step]) -> list[list[Step]]:
+    """For each step (by number), the watched steps (files) whose content flows into it, through steps of any
+    action. A source that changes during the run must not have a result made from its new content stored under
+    its old content's key, also when the source's own step was loaded or skipped: a stage that reads the file
+    itself would see the new content."""
     if all(step.watched is None for step in steps):
-        return None
+        return [[]] * len(steps)  # one empty list shared: a plan of 100,000 steps often watches nothing
     out_of: list[frozenset[int]] = []
-    into: list[frozenset[int]] = []
+    into: list[list[Step]] = []
     for step in steps:  # a plan lists each step after its inputs
         upstream: frozenset[int] = frozenset().union(*(out_of[i] for i in step.inputs if isinstance(i, int)))
-        into.append(upstream)
+        into.append([steps[i] for i in sorted(upstream)])
         out_of.append(upstream | {step.number} if step.watched is not None else upstream)
     return into
 

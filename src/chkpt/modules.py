@@ -11,7 +11,7 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
 
 
 _origins: dict[str, str] = {}
@@ -103,19 +103,9 @@ def _library_paths() -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def package_version(module_name: str) -> bytes:
-    """An installed package's version string stands for its code; the standard library has none."""
-    top = module_name.partition(".")[0]
-    version = _versions.get(top)
-    if version is None:
-        if module_origin(module_name) == "stdlib":
-            version = b"stdlib"
-        else:
-            found = getattr(sys.modules.get(top), "__version__", None)
-            if not isinstance(found, str):
-                found = _distribution_version(top)
-            version = f"{top}=={found}".encode()
-        _versions[top] = version
-    return version
+    """An installed package's version string stands for its code (its `__version__` once imported, else its
+    distribution's); the standard library has none."""
+    return _version(module_name, module_name, _versions, _imported_version)
 
 
 def installed_version(module_name: str) -> bytes:
@@ -123,21 +113,32 @@ def installed_version(module_name: str) -> bytes:
     imported yet (`package_version` prefers `__version__`, which only an imported package has): for a package
     a stage imports in its body, which a plan may see imported or not."""
     top = module_name.partition(".")[0]
-    found = _installed.get(top)
-    if found is None:
-        if module_origin(top) == "stdlib":
-            found = b"stdlib"
-        else:
-            version = _distribution_version(top)
-            if version == "unknown":  # an import name that is not its distribution's (yaml is PyYAML's)
-                from importlib import metadata
+    return _version(top, top, _installed, _metadata_version)
 
-                for distribution in metadata.packages_distributions().get(top, ()):
-                    version = _distribution_version(distribution)
-                    break
-            found = f"{top}=={version}".encode()
-        _installed[top] = found
+
+def _version(module_name: str, origin_of: str, cache: dict[str, bytes], read: Callable[[str], str]) -> bytes:
+    """`top==version` of a module's package, as `read` finds the version, or `stdlib`; once per package."""
+    top = module_name.partition(".")[0]
+    found = cache.get(top)
+    if found is None:
+        found = b"stdlib" if module_origin(origin_of) == "stdlib" else f"{top}=={read(top)}".encode()
+        cache[top] = found
     return found
+
+
+def _imported_version(top: str) -> str:
+    found = getattr(sys.modules.get(top), "__version__", None)
+    return found if isinstance(found, str) else _distribution_version(top)
+
+
+def _metadata_version(top: str) -> str:
+    version = _distribution_version(top)
+    if version == "unknown":  # an import name that is not its distribution's (yaml is PyYAML's)
+        from importlib import metadata
+
+        for distribution in metadata.packages_distributions().get(top, ()):
+            return _distribution_version(distribution)
+    return version
 
 
 def _distribution_version(top: str) -> str:

@@ -115,35 +115,33 @@ def _open_store(config: Config) -> CheckpointStore:
 def _check_picklable(plan: Plan) -> None:
     """For an executor that runs stages in other processes, every stage to compute must pickle: say so now,
     naming the stage, rather than when the pool first fails to send it."""
-    import pickle
-
     for step in plan.steps:
-        if step.action == "compute":
-            try:
-                pickle.dumps(step.stage)
-            except (pickle.PicklingError, TypeError, AttributeError) as exc:
-                if str(exc).startswith(f"stage '{step.stage.name}'"):
-                    raise PipelineError(str(exc)) from None
-                if step.stage.watch is not None and not _pickles(step.stage.watch):
-                    raise PipelineError(
-                        f"stage '{step.stage.name}': its watch cannot be sent to another process ({exc}); make it "
-                        "a function defined at module level (functools.partial of one is fine), or run with "
-                        "Config(executor='threads')"
-                    ) from None
-                raise PipelineError(
-                    f"stage '{step.stage.name}' cannot be sent to another process ({exc}); define its function at "
-                    "module level, or run with Config(executor='threads')"
-                ) from None
+        problem = _pickling_error(step.stage) if step.action == "compute" else None
+        if problem is None:
+            continue
+        if problem.startswith(f"stage '{step.stage.name}'"):
+            raise PipelineError(problem)
+        if step.stage.watch is not None and _pickling_error(step.stage.watch) is not None:
+            raise PipelineError(
+                f"stage '{step.stage.name}': its watch cannot be sent to another process ({problem}); make it a "
+                "function defined at module level (functools.partial of one is fine), or run with "
+                "Config(executor='threads')"
+            )
+        raise PipelineError(
+            f"stage '{step.stage.name}' cannot be sent to another process ({problem}); define its function at "
+            "module level, or run with Config(executor='threads')"
+        )
 
 
-def _pickles(thing: object) -> bool:
+def _pickling_error(thing: object) -> str | None:
+    """Why `thing` cannot be pickled, or None if it can."""
     import pickle
 
     try:
         pickle.dumps(thing)
-    except (pickle.PicklingError, TypeError, AttributeError):
-        return False
-    return True
+    except (pickle.PicklingError, TypeError, AttributeError) as exc:
+        return str(exc)
+    return None
 
 
 class _Runner:
@@ -187,7 +185,7 @@ class _Runner:
                 self.progress.start(step.stage.name)
             if step.action == "compute":
                 position += 1
-                self._compute(step, steps, position, [steps[i] for i in into[step.number]] if into else [])
+                self._compute(step, steps, position, into[step.number])
                 for item in reads.finished(step):
                     # Let go of intermediate values as soon as the last stage that reads them ran.
                     self.values.pop(steps[item].key, None)
@@ -357,7 +355,7 @@ class _Runner:
                                 step.format,
                                 step.key,
                                 record_fields(step, steps) if step.store and self.store is not None else {},
-                                watches_of([steps[i] for i in into[number]] if into else []),
+                                watches_of(into[number]),
                                 step.may_load,
                             )
                             running[future] = (step, position)

@@ -167,8 +167,7 @@ def _prepare(schedule: _Schedule, step: Step) -> tuple[int, tuple[Any, ...], lis
     failure's note), its arguments, and the watched sources to check again before storing."""
     steps = schedule.plan.steps
     schedule.position += 1
-    into = schedule.watched_inputs
-    sources = [steps[i] for i in into[step.number]] if into else []
+    sources = schedule.watched_inputs[step.number]
     return schedule.position, schedule.runner.arguments(step, steps), sources
 
 
